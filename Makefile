@@ -1,0 +1,169 @@
+# The content engine: one Makefile builds every library, tool, service and test into $(BUILD).
+#
+#   make            release build into build/
+#   make test       installs what is missing, builds with ASan+UBSan into build/asan, starts
+#                   Kafka and PostgreSQL if they are not running, runs every test
+#   make up / down  the whole local stack on loopback (data and logs under var/)
+#   make bench      bus throughput against Kafka's own perf tools
+#   make fmt / lint clang-format; format check, banned functions
+#
+# Layout it discovers by itself (nobody edits this file to add code):
+#   libs/<name>/<name>.h, libs/<name>/*.c      -> $(BUILD)/lib/lib<name>.a
+#   libs/<name>/tests/test_*.c                 -> $(BUILD)/tests/<name>/test_*   (unit tests)
+#   libs/<name>/bin/<tool>.c                   -> $(BUILD)/bin/<tool>
+#   services/<svc>/*.c (with main.c)           -> $(BUILD)/bin/<svc>
+#   tests/integration/*.c                      -> $(BUILD)/tests/integration/*
+#   tests/support/*.c                          -> linked into every test program
+#   tests/programs/*.c                         -> $(BUILD)/tests/programs/* (spawned by tests)
+#   proto/**/*.proto                           -> protoc-c -> $(BUILD)/lib/libevents.a
+#   proto/topics.catalog                       -> $(BUILD)/gen/catalog.c (in libbus.a)
+
+BUILD ?= build
+SAN ?= 0
+CC ?= cc
+# Debian's gcc; `cc` is the default, kept explicit so the sanitizer runtime matches.
+ifeq ($(origin CC),default)
+CC := gcc
+endif
+
+PKGS := libuv libh2o rdkafka libpq libcurl libsodium jansson libprotobuf-c openssl zlib
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lwslay -lm
+
+CSTD := -std=c17 -D_GNU_SOURCE
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla
+ifeq ($(SAN),1)
+OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+LDSAN := -fsanitize=address,undefined
+CPPDEFS := -DCORE_TEST_BUILD=1
+else
+OPT := -O2 -g
+LDSAN :=
+CPPDEFS :=
+endif
+
+LIB_NAMES := $(sort $(notdir $(patsubst %/,%,$(dir $(wildcard libs/*/*.h)))))
+# Dependents before their dependencies; --start-group makes the order forgiving anyway.
+LIB_ORDER := http db bus httpc events core
+LIB_LINK := $(foreach l,$(LIB_ORDER),$(if $(filter $(l),$(LIB_NAMES) events),$(BUILD)/lib/lib$(l).a))
+
+GEN := $(BUILD)/gen
+INCLUDES := $(foreach l,$(LIB_NAMES),-Ilibs/$(l)) -I$(GEN) -I$(GEN)/proto -Itests/support
+CFLAGS_ALL = $(CSTD) $(WARN) $(OPT) $(CPPDEFS) $(INCLUDES) $(PKG_CFLAGS) -MMD -MP $(EXTRA_CFLAGS)
+LDFLAGS_ALL = $(LDSAN) $(EXTRA_LDFLAGS)
+LINK_LIBS = -Wl,--start-group $(LIB_LINK) -Wl,--end-group $(PKG_LIBS)
+
+# ---------------------------------------------------------------- protobuf + catalog
+PROTOS := $(shell find proto -name '*.proto' 2>/dev/null | sort)
+PROTO_C := $(patsubst proto/%.proto,$(GEN)/proto/%.pb-c.c,$(PROTOS))
+PROTO_H := $(PROTO_C:.c=.h)
+PROTO_O := $(patsubst $(GEN)/%.c,$(BUILD)/obj/gen/%.o,$(PROTO_C))
+
+$(GEN)/proto/%.pb-c.c $(GEN)/proto/%.pb-c.h: proto/%.proto
+	@mkdir -p $(GEN)/proto
+	protoc-c --proto_path=proto --c_out=$(GEN)/proto $<
+
+$(GEN)/catalog.c: proto/topics.catalog scripts/gen-catalog.sh
+	@mkdir -p $(GEN)
+	scripts/gen-catalog.sh $< > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/gen/%.o: $(GEN)/%.c $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(OPT) $(CPPDEFS) $(INCLUDES) $(PKG_CFLAGS) -Wall -Wextra -Werror -c $< -o $@
+
+$(BUILD)/lib/libevents.a: $(PROTO_O)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+# ---------------------------------------------------------------- libraries
+define LIB_template
+$(1)_SRC := $$(wildcard libs/$(1)/*.c)
+$(1)_OBJ := $$(patsubst %.c,$(BUILD)/obj/%.o,$$($(1)_SRC))
+$(if $(filter bus,$(1)),$(1)_OBJ += $(BUILD)/obj/gen/catalog.o)
+$(BUILD)/lib/lib$(1).a: $$($(1)_OBJ)
+	@mkdir -p $$(dir $$@)
+	rm -f $$@ && ar rcs $$@ $$^
+endef
+$(foreach l,$(LIB_NAMES),$(eval $(call LIB_template,$(l))))
+LIBS_A := $(LIB_LINK)
+
+$(BUILD)/obj/%.o: %.c $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+# ---------------------------------------------------------------- tools, services
+TOOL_SRC := $(wildcard libs/*/bin/*.c)
+TOOLS := $(foreach t,$(TOOL_SRC),$(BUILD)/bin/$(basename $(notdir $(t))))
+define TOOL_template
+$(BUILD)/bin/$(basename $(notdir $(1))): $(patsubst %.c,$(BUILD)/obj/%.o,$(1)) $$(LIBS_A)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(LDFLAGS_ALL) $$< $$(LINK_LIBS) -o $$@
+endef
+$(foreach t,$(TOOL_SRC),$(eval $(call TOOL_template,$(t))))
+
+SERVICE_NAMES := $(notdir $(patsubst %/main.c,%,$(wildcard services/*/main.c)))
+SERVICES := $(addprefix $(BUILD)/bin/,$(SERVICE_NAMES))
+define SERVICE_template
+$(1)_OBJ := $$(patsubst %.c,$(BUILD)/obj/%.o,$$(wildcard services/$(1)/*.c))
+$(BUILD)/bin/$(1): $$($(1)_OBJ) $$(LIBS_A)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(LDFLAGS_ALL) $$($(1)_OBJ) $$(LINK_LIBS) -o $$@
+endef
+$(foreach s,$(SERVICE_NAMES),$(eval $(call SERVICE_template,$(s))))
+
+# ---------------------------------------------------------------- tests
+SUPPORT_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/support/*.c))
+UNIT_SRC := $(wildcard libs/*/tests/test_*.c)
+UNIT_TESTS := $(foreach t,$(UNIT_SRC),$(BUILD)/tests/$(word 2,$(subst /, ,$(t)))/$(basename $(notdir $(t))))
+INTEG_SRC := $(wildcard tests/integration/*.c)
+INTEG_TESTS := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(INTEG_SRC))
+define TEST_template
+$(2): $(patsubst %.c,$(BUILD)/obj/%.o,$(1)) $$(SUPPORT_OBJ) $$(LIBS_A)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(LDFLAGS_ALL) $$< $$(SUPPORT_OBJ) $$(LINK_LIBS) -lcmocka -o $$@
+endef
+$(foreach t,$(UNIT_SRC),$(eval $(call TEST_template,$(t),$(BUILD)/tests/$(word 2,$(subst /, ,$(t)))/$(basename $(notdir $(t))))))
+$(foreach t,$(INTEG_SRC),$(eval $(call TEST_template,$(t),$(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(t)))))
+# Programs the integration tests spawn (a relay to kill mid-batch, a config probe): not tests.
+PROG_SRC := $(wildcard tests/programs/*.c)
+PROGS := $(patsubst tests/programs/%.c,$(BUILD)/tests/programs/%,$(PROG_SRC))
+$(foreach t,$(PROG_SRC),$(eval $(call TEST_template,$(t),$(patsubst tests/programs/%.c,$(BUILD)/tests/programs/%,$(t)))))
+
+# ---------------------------------------------------------------- targets
+.DEFAULT_GOAL := all
+# Generated sources are kept, not deleted as intermediates.
+.SECONDARY:
+.PHONY: all libs tests test up down bench fmt lint deps clean
+
+all: $(LIBS_A) $(TOOLS) $(SERVICES)
+libs: $(LIBS_A)
+tests: all $(UNIT_TESTS) $(INTEG_TESTS) $(PROGS)
+
+deps:
+	scripts/install-deps.sh
+
+# The README's test command. Builds the sanitizer variant itself.
+test:
+	scripts/test.sh
+
+up:
+	scripts/up.sh
+
+down:
+	scripts/down.sh
+
+bench:
+	scripts/bench-bus.sh
+
+C_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null; git ls-files --others --exclude-standard '*.c' '*.h' 2>/dev/null)
+
+fmt:
+	clang-format -i $(C_FILES)
+
+lint:
+	scripts/lint.sh
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

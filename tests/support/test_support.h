@@ -1,0 +1,29 @@
+/*
+ * Helpers shared by every test program (unit and integration). Linked into each test binary.
+ */
+#ifndef TEST_SUPPORT_H
+#define TEST_SUPPORT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+/* Runs the loop until cond(data) is true or timeout_ms passes; returns cond's final value.
+ * The loop keeps running its handles; a timer inside wakes it to re-check the condition. */
+bool ts_run_until(uv_loop_t *loop, bool (*cond)(void *data), void *data, int64_t timeout_ms);
+
+/* Runs the loop for a fixed time (for "nothing else happens" checks). */
+void ts_run_for(uv_loop_t *loop, int64_t ms);
+
+/* Closes every handle still open on the loop and runs it until they are closed, so that
+ * AddressSanitizer sees no leak from a test that failed half way. */
+void ts_loop_close_all(uv_loop_t *loop);
+
+/* Value of an environment variable the integration tests need (KAFKA_BROKERS,
+ * PLATFORM_TEST_DATABASE_URL, ...); NULL when unset or empty. */
+const char *ts_env(const char *name);
+
+/* A unique name for this test run: "<prefix>-<pid>-<random hex>", for topics and groups. */
+void ts_unique_name(char *out, size_t size, const char *prefix);
+
+#endif
