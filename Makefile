@@ -16,7 +16,7 @@
 #   tests/support/*.c                          -> linked into every test program
 #   tests/programs/*.c                         -> $(BUILD)/tests/programs/* (spawned by tests)
 #   proto/**/*.proto                           -> protoc-c -> $(BUILD)/lib/libevents.a
-#   proto/topics.catalog                       -> $(BUILD)/gen/catalog.c (in libbus.a)
+#   proto/topics.catalog                       -> $(BUILD)/gen/topics.h, catalog.c (in libbus.a)
 
 BUILD ?= build
 SAN ?= 0
@@ -63,11 +63,14 @@ $(GEN)/proto/%.pb-c.c $(GEN)/proto/%.pb-c.h: proto/%.proto
 	@mkdir -p $(GEN)/proto
 	protoc-c --proto_path=proto --c_out=$(GEN)/proto $<
 
-$(GEN)/catalog.c: proto/topics.catalog scripts/gen-catalog.sh
-	@mkdir -p $(GEN)
-	scripts/gen-catalog.sh $< > $@.tmp && mv $@.tmp $@
+# One run writes both files (grouped target, GNU make >= 4.3).
+$(GEN)/catalog.c $(GEN)/topics.h &: proto/topics.catalog scripts/gen-catalog.sh
+	scripts/gen-catalog.sh proto/topics.catalog $(GEN)
 
-$(BUILD)/obj/gen/%.o: $(GEN)/%.c $(PROTO_H)
+# Generated headers every object may include: build them before compiling anything.
+GEN_H := $(PROTO_H) $(GEN)/topics.h
+
+$(BUILD)/obj/gen/%.o: $(GEN)/%.c $(GEN_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(OPT) $(CPPDEFS) $(INCLUDES) $(PKG_CFLAGS) -Wall -Wextra -Werror -c $< -o $@
 
@@ -87,7 +90,7 @@ endef
 $(foreach l,$(LIB_NAMES),$(eval $(call LIB_template,$(l))))
 LIBS_A := $(LIB_LINK)
 
-$(BUILD)/obj/%.o: %.c $(PROTO_H)
+$(BUILD)/obj/%.o: %.c $(GEN_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
@@ -117,17 +120,26 @@ UNIT_SRC := $(wildcard libs/*/tests/test_*.c)
 UNIT_TESTS := $(foreach t,$(UNIT_SRC),$(BUILD)/tests/$(word 2,$(subst /, ,$(t)))/$(basename $(notdir $(t))))
 INTEG_SRC := $(wildcard tests/integration/*.c)
 INTEG_TESTS := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(INTEG_SRC))
+# A library's unit tests link only that library and what it builds on, so one library's
+# tests never wait for another's code.
+DEPS_core := core
+DEPS_http := http core
+DEPS_httpc := httpc core
+DEPS_bus := bus events core
+DEPS_db := db bus events core
 define TEST_template
-$(2): $(patsubst %.c,$(BUILD)/obj/%.o,$(1)) $$(SUPPORT_OBJ) $$(LIBS_A)
+$(2): $(patsubst %.c,$(BUILD)/obj/%.o,$(1)) $$(SUPPORT_OBJ) $(3)
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(LDFLAGS_ALL) $$< $$(SUPPORT_OBJ) $$(LINK_LIBS) -lcmocka -o $$@
+	$$(CC) $$(LDFLAGS_ALL) $$< $$(SUPPORT_OBJ) -Wl,--start-group $(3) -Wl,--end-group $$(PKG_LIBS) -lcmocka -o $$@
 endef
-$(foreach t,$(UNIT_SRC),$(eval $(call TEST_template,$(t),$(BUILD)/tests/$(word 2,$(subst /, ,$(t)))/$(basename $(notdir $(t))))))
-$(foreach t,$(INTEG_SRC),$(eval $(call TEST_template,$(t),$(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(t)))))
+unit_lib = $(word 2,$(subst /, ,$(1)))
+unit_deps = $(foreach l,$(or $(DEPS_$(call unit_lib,$(1))),$(LIB_ORDER)),$(BUILD)/lib/lib$(l).a)
+$(foreach t,$(UNIT_SRC),$(eval $(call TEST_template,$(t),$(BUILD)/tests/$(call unit_lib,$(t))/$(basename $(notdir $(t))),$(call unit_deps,$(t)))))
+$(foreach t,$(INTEG_SRC),$(eval $(call TEST_template,$(t),$(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(t)),$(LIBS_A))))
 # Programs the integration tests spawn (a relay to kill mid-batch, a config probe): not tests.
 PROG_SRC := $(wildcard tests/programs/*.c)
 PROGS := $(patsubst tests/programs/%.c,$(BUILD)/tests/programs/%,$(PROG_SRC))
-$(foreach t,$(PROG_SRC),$(eval $(call TEST_template,$(t),$(patsubst tests/programs/%.c,$(BUILD)/tests/programs/%,$(t)))))
+$(foreach t,$(PROG_SRC),$(eval $(call TEST_template,$(t),$(patsubst tests/programs/%.c,$(BUILD)/tests/programs/%,$(t)),$(LIBS_A))))
 
 # ---------------------------------------------------------------- targets
 .DEFAULT_GOAL := all

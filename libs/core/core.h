@@ -152,8 +152,7 @@ core_metric *core_metric_gauge(core_metrics *reg, const char *name, const char *
                                const char *label_names);
 /* buckets: ascending upper bounds, +Inf is implicit; NULL means core_metric_default_buckets. */
 core_metric *core_metric_histogram(core_metrics *reg, const char *name, const char *help,
-                                   const char *label_names, const double *buckets,
-                                   size_t nbuckets);
+                                   const char *label_names, const double *buckets, size_t nbuckets);
 extern const double core_metric_default_buckets[]; /* 5 ms .. 10 s, in seconds */
 extern const size_t core_metric_default_nbuckets;
 

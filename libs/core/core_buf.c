@@ -9,7 +9,8 @@ static void core_buf_reserve(core_buf *b, size_t extra)
     size_t need = b->len + extra + 1; /* room for the terminating NUL */
     if (need <= b->cap) return;
     size_t cap = b->cap ? b->cap : 64;
-    while (cap < need) cap *= 2;
+    while (cap < need)
+        cap *= 2;
     char *p = realloc(b->data, cap);
     if (!p) abort(); /* out of memory: nothing sensible left to do */
     b->data = p;

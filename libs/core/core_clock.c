@@ -30,8 +30,13 @@ void core_format_rfc3339(int64_t unix_ms, char out[CORE_RFC3339_LEN + 1])
     struct tm tm;
     gmtime_r(&t, &tm);
     /* Written digit by digit: fixed width, and no format-truncation guesswork. */
-    int fields[7] = {(tm.tm_year + 1900) % 10000, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                     tm.tm_min,                   tm.tm_sec,     ms};
+    int fields[7] = {(tm.tm_year + 1900) % 10000,
+                     tm.tm_mon + 1,
+                     tm.tm_mday,
+                     tm.tm_hour,
+                     tm.tm_min,
+                     tm.tm_sec,
+                     ms};
     static const int widths[7] = {4, 2, 2, 2, 2, 2, 3};
     static const char seps[7] = {'-', '-', 'T', ':', ':', '.', 'Z'};
     size_t o = 0;
@@ -76,7 +81,8 @@ bool core_parse_rfc3339(const char *s, int64_t *unix_ms)
             p++;
         }
         if (digits == 0) return false;
-        for (int i = digits; i < 3; i++) ms *= 10;
+        for (int i = digits; i < 3; i++)
+            ms *= 10;
     }
     int offset_min = 0;
     if (*p == 'Z' || *p == 'z') {
@@ -107,7 +113,8 @@ int64_t core_backoff_ms(unsigned attempt, int64_t base_ms, int64_t max_ms)
 {
     if (base_ms <= 0 || max_ms <= 0) return 0;
     int64_t cap = base_ms;
-    for (unsigned i = 0; i < attempt && cap < max_ms; i++) cap *= 2;
+    for (unsigned i = 0; i < attempt && cap < max_ms; i++)
+        cap *= 2;
     if (cap > max_ms) cap = max_ms;
     uint64_t r;
     core_random_bytes(&r, sizeof r);

@@ -90,11 +90,16 @@ bool core_parse_duration_ms(const char *text, int64_t *ms)
     double n = strtod(text, &end);
     if (errno || end == text || n < 0) return false;
     double scale;
-    if (*end == '\0' || strcmp(end, "ms") == 0) scale = 1;
-    else if (strcmp(end, "s") == 0) scale = 1000;
-    else if (strcmp(end, "m") == 0) scale = 60000;
-    else if (strcmp(end, "h") == 0) scale = 3600000;
-    else return false;
+    if (*end == '\0' || strcmp(end, "ms") == 0)
+        scale = 1;
+    else if (strcmp(end, "s") == 0)
+        scale = 1000;
+    else if (strcmp(end, "m") == 0)
+        scale = 60000;
+    else if (strcmp(end, "h") == 0)
+        scale = 3600000;
+    else
+        return false;
     double v = n * scale;
     if (v > 9.2e15) return false;
     *ms = (int64_t)(v + 0.5);

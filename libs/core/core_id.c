@@ -61,7 +61,8 @@ core_uuid core_uuid_v7(void)
     }
     core_uuid u;
     core_random_bytes(u.b, sizeof u.b);
-    for (int i = 0; i < 6; i++) u.b[i] = (uint8_t)((uint64_t)ms >> (40 - 8 * i));
+    for (int i = 0; i < 6; i++)
+        u.b[i] = (uint8_t)((uint64_t)ms >> (40 - 8 * i));
     u.b[6] = (uint8_t)(0x70 | ((counter >> 8) & 0x0f));
     u.b[7] = (uint8_t)(counter & 0xff);
     u.b[8] = (uint8_t)(0x80 | (u.b[8] & 0x3f));
@@ -106,7 +107,8 @@ void core_uuid_v7_string(char out[CORE_UUID_STRLEN + 1])
 int64_t core_uuid_v7_unix_ms(const core_uuid *u)
 {
     int64_t ms = 0;
-    for (int i = 0; i < 6; i++) ms = (ms << 8) | u->b[i];
+    for (int i = 0; i < 6; i++)
+        ms = (ms << 8) | u->b[i];
     return ms;
 }
 
@@ -116,7 +118,8 @@ static void id_random_hex_nonzero(char *out, size_t nbytes)
     do {
         core_random_bytes(buf, nbytes);
         bool zero = true;
-        for (size_t i = 0; i < nbytes; i++) zero = zero && buf[i] == 0;
+        for (size_t i = 0; i < nbytes; i++)
+            zero = zero && buf[i] == 0;
         if (!zero) break; /* W3C: an all-zero id is invalid */
     } while (1);
     id_hex_encode(buf, nbytes, out);

@@ -60,9 +60,9 @@ const char *core_log_trace(void)
 /* Keys whose values must never reach a log line, whatever the caller passed. */
 static bool log_key_is_secret(const char *key)
 {
-    static const char *const secret_words[] = {"password", "passwd", "secret", "token",
-                                               "authorization", "api_key", "apikey", "cookie",
-                                               "private_key"};
+    static const char *const secret_words[] = {"password", "passwd",        "secret",
+                                               "token",    "authorization", "api_key",
+                                               "apikey",   "cookie",        "private_key"};
     for (size_t i = 0; i < sizeof secret_words / sizeof *secret_words; i++)
         if (strcasestr(key, secret_words[i])) return true;
     return false;
@@ -123,8 +123,10 @@ void core_log_emit(core_log_level level, const char *msg, ...)
             core_buf_printf(&b, "%lld", f.v.i);
             break;
         case CORE_LOG_FIELD_DOUBLE:
-            if (isfinite(f.v.d)) core_buf_printf(&b, "%.17g", f.v.d);
-            else core_buf_puts(&b, "null");
+            if (isfinite(f.v.d))
+                core_buf_printf(&b, "%.17g", f.v.d);
+            else
+                core_buf_puts(&b, "null");
             break;
         case CORE_LOG_FIELD_BOOL:
             core_buf_puts(&b, f.v.b ? "true" : "false");

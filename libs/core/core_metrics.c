@@ -1,6 +1,7 @@
 #include "core.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,12 +68,14 @@ core_metrics *core_metrics_default(void)
 static void metric_free(core_metric *m)
 {
     for (size_t i = 0; i < m->nseries; i++) {
-        for (size_t j = 0; j < m->nlabels; j++) free(m->series[i].values[j]);
+        for (size_t j = 0; j < m->nlabels; j++)
+            free(m->series[i].values[j]);
         free(m->series[i].values);
         free(m->series[i].bucket_counts);
     }
     free(m->series);
-    for (size_t j = 0; j < m->nlabels; j++) free(m->labels[j]);
+    for (size_t j = 0; j < m->nlabels; j++)
+        free(m->labels[j]);
     free(m->buckets);
     free(m->name);
     free(m->help);
@@ -111,8 +114,10 @@ static core_metric *metric_register(core_metrics *reg, const char *name, const c
             p += len + (comma ? 1 : 0);
         }
     }
-    if (reg->last) reg->last->next = m;
-    else reg->first = m;
+    if (reg->last)
+        reg->last->next = m;
+    else
+        reg->first = m;
     reg->last = m;
     return m;
 }
@@ -130,8 +135,7 @@ core_metric *core_metric_gauge(core_metrics *reg, const char *name, const char *
 }
 
 core_metric *core_metric_histogram(core_metrics *reg, const char *name, const char *help,
-                                   const char *label_names, const double *buckets,
-                                   size_t nbuckets)
+                                   const char *label_names, const double *buckets, size_t nbuckets)
 {
     core_metric *m = metric_register(reg, name, help, label_names, METRIC_HISTOGRAM);
     if (m && !m->buckets) {
@@ -150,7 +154,8 @@ static uint64_t metric_hash(const char *const *values, size_t n)
 {
     uint64_t h = 1469598103934665603ull; /* FNV-1a */
     for (size_t i = 0; i < n; i++) {
-        for (const char *p = values[i]; *p; p++) h = (h ^ (uint8_t)*p) * 1099511628211ull;
+        for (const char *p = values[i]; *p; p++)
+            h = (h ^ (uint8_t)*p) * 1099511628211ull;
         h = (h ^ 0xff) * 1099511628211ull; /* separator, so ("ab","c") != ("a","bc") */
     }
     return h;
@@ -168,7 +173,8 @@ static metric_series *metric_find(core_metric *m, va_list ap, bool create)
         metric_series *s = &m->series[i];
         if (s->hash != h) continue;
         bool same = true;
-        for (size_t j = 0; j < m->nlabels && same; j++) same = strcmp(s->values[j], values[j]) == 0;
+        for (size_t j = 0; j < m->nlabels && same; j++)
+            same = strcmp(s->values[j], values[j]) == 0;
         if (same) return s;
     }
     if (!create) return NULL;
@@ -182,7 +188,8 @@ static metric_series *metric_find(core_metric *m, va_list ap, bool create)
     memset(s, 0, sizeof *s);
     s->hash = h;
     s->values = metric_xcalloc(m->nlabels, sizeof(char *));
-    for (size_t j = 0; j < m->nlabels; j++) s->values[j] = metric_xstrdup(values[j]);
+    for (size_t j = 0; j < m->nlabels; j++)
+        s->values[j] = metric_xstrdup(values[j]);
     if (m->kind == METRIC_HISTOGRAM) s->bucket_counts = metric_xcalloc(m->nbuckets, 8);
     return s;
 }
@@ -240,20 +247,33 @@ double core_metric_value(core_metric *m, ...)
 
 static void metric_put_number(core_buf *out, double v)
 {
-    if (isnan(v)) core_buf_puts(out, "NaN");
-    else if (isinf(v)) core_buf_puts(out, v > 0 ? "+Inf" : "-Inf");
-    else if (v == (double)(long long)v && fabs(v) < 1e15) core_buf_printf(out, "%lld", (long long)v);
-    else core_buf_printf(out, "%.17g", v);
+    if (isnan(v))
+        core_buf_puts(out, "NaN");
+    else if (isinf(v))
+        core_buf_puts(out, v > 0 ? "+Inf" : "-Inf");
+    else if (v == (double)(long long)v && fabs(v) < 1e15)
+        core_buf_printf(out, "%lld", (long long)v);
+    else {
+        /* Shortest of %.15g / %.17g that reads back exactly: 0.1 stays "0.1". */
+        char tmp[32];
+        snprintf(tmp, sizeof tmp, "%.15g", v);
+        if (strtod(tmp, NULL) != v) snprintf(tmp, sizeof tmp, "%.17g", v);
+        core_buf_puts(out, tmp);
+    }
 }
 
 /* Label values escape backslash, double quote and newline; HELP escapes backslash and newline. */
 static void metric_put_escaped(core_buf *out, const char *s, bool quotes)
 {
     for (; *s; s++) {
-        if (*s == '\\') core_buf_puts(out, "\\\\");
-        else if (*s == '\n') core_buf_puts(out, "\\n");
-        else if (*s == '"' && quotes) core_buf_puts(out, "\\\"");
-        else core_buf_append(out, s, 1);
+        if (*s == '\\')
+            core_buf_puts(out, "\\\\");
+        else if (*s == '\n')
+            core_buf_puts(out, "\\n");
+        else if (*s == '"' && quotes)
+            core_buf_puts(out, "\\\"");
+        else
+            core_buf_append(out, s, 1);
     }
 }
 
