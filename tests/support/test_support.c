@@ -1,7 +1,14 @@
 #include "test_support.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "core.h"
@@ -62,4 +69,98 @@ void ts_unique_name(char *out, size_t size, const char *prefix)
     uint8_t r[4];
     core_random_bytes(r, sizeof r);
     snprintf(out, size, "%s-%d-%02x%02x%02x%02x", prefix, (int)getpid(), r[0], r[1], r[2], r[3]);
+}
+
+/* ------------------------------------------------------------ child processes */
+
+void ts_program_path(char *out, size_t size, const char *name)
+{
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[n > 0 ? n : 0] = '\0';
+    /* .../tests/<dir>/<test> -> .../tests/programs/<name> */
+    char *slash = strrchr(exe, '/');
+    if (slash) *slash = '\0';
+    slash = strrchr(exe, '/');
+    if (slash) *slash = '\0';
+    snprintf(out, size, "%s/programs/%s", exe, name);
+}
+
+bool ts_spawn(ts_child *c, const char *path, const char *const *argv, const char *const *set_env)
+{
+    int out[2], err[2];
+    if (pipe(out) != 0) return false;
+    if (pipe(err) != 0) {
+        close(out[0]);
+        close(out[1]);
+        return false;
+    }
+    pid_t pid = fork();
+    if (pid < 0) return false;
+    if (pid == 0) {
+        dup2(out[1], 1);
+        dup2(err[1], 2);
+        close(out[0]);
+        close(err[0]);
+        for (size_t i = 0; set_env && set_env[i]; i++) {
+            const char *eq = strchr(set_env[i], '=');
+            if (!eq) continue;
+            char name[256];
+            snprintf(name, sizeof name, "%.*s", (int)(eq - set_env[i]), set_env[i]);
+            if (eq[1] == '\0') unsetenv(name);
+            else setenv(name, eq + 1, 1);
+        }
+        const char *const default_argv[] = {path, NULL};
+        execv(path, (char *const *)(argv ? argv : default_argv));
+        _exit(127);
+    }
+    close(out[1]);
+    close(err[1]);
+    fcntl(out[0], F_SETFL, O_NONBLOCK);
+    fcntl(err[0], F_SETFL, O_NONBLOCK);
+    c->pid = pid;
+    c->out_fd = out[0];
+    c->err_fd = err[0];
+    return true;
+}
+
+int ts_wait(ts_child *c, int64_t timeout_ms)
+{
+    int64_t deadline = core_mono_ns() + timeout_ms * 1000000;
+    for (;;) {
+        int status = 0;
+        pid_t r = waitpid(c->pid, &status, WNOHANG);
+        if (r == c->pid) {
+            if (WIFEXITED(status)) return WEXITSTATUS(status);
+            if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+            return -1;
+        }
+        if (r < 0 && errno != EINTR) return -1;
+        if (core_mono_ns() > deadline) return -1;
+        usleep(20000);
+    }
+}
+
+void ts_drain_fd(int fd, char *out, size_t size)
+{
+    size_t len = strlen(out);
+    while (len + 1 < size) {
+        ssize_t n = read(fd, out + len, size - 1 - len);
+        if (n <= 0) break;
+        len += (size_t)n;
+    }
+    out[len] = '\0';
+}
+
+int ts_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int port = -1;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    if (fd >= 0) close(fd);
+    return port;
 }

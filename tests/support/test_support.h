@@ -26,4 +26,27 @@ const char *ts_env(const char *name);
 /* A unique name for this test run: "<prefix>-<pid>-<random hex>", for topics and groups. */
 void ts_unique_name(char *out, size_t size, const char *prefix);
 
+
+/* ------------------------------------------------------------ child processes */
+
+/* Path of a program built beside this test: build/<variant>/tests/programs/<name>. */
+void ts_program_path(char *out, size_t size, const char *name);
+
+typedef struct ts_child {
+    int pid;
+    int out_fd; /* the child's stdout, read end (non-blocking); -1 when not captured */
+    int err_fd; /* the child's stderr, read end (non-blocking) */
+} ts_child;
+
+/* Starts path with the current environment plus the "NAME=value" entries of set_env
+ * (NULL-terminated; an entry "NAME=" without value unsets NAME). Returns false on failure. */
+bool ts_spawn(ts_child *c, const char *path, const char *const *argv, const char *const *set_env);
+/* Waits up to timeout_ms for the child to exit; returns its exit status (128+signal when
+ * killed), or -1 on timeout (the child is then still running). */
+int ts_wait(ts_child *c, int64_t timeout_ms);
+/* Reads what is available from fd into out (appending). */
+void ts_drain_fd(int fd, char *out, size_t size);
+/* A TCP port on 127.0.0.1 that was free a moment ago. */
+int ts_free_port(void);
+
 #endif
