@@ -107,8 +107,10 @@ bool ts_spawn(ts_child *c, const char *path, const char *const *argv, const char
             if (!eq) continue;
             char name[256];
             snprintf(name, sizeof name, "%.*s", (int)(eq - set_env[i]), set_env[i]);
-            if (eq[1] == '\0') unsetenv(name);
-            else setenv(name, eq + 1, 1);
+            if (eq[1] == '\0')
+                unsetenv(name);
+            else
+                setenv(name, eq + 1, 1);
         }
         const char *const default_argv[] = {path, NULL};
         execv(path, (char *const *)(argv ? argv : default_argv));

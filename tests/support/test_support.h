@@ -26,7 +26,6 @@ const char *ts_env(const char *name);
 /* A unique name for this test run: "<prefix>-<pid>-<random hex>", for topics and groups. */
 void ts_unique_name(char *out, size_t size, const char *prefix);
 
-
 /* ------------------------------------------------------------ child processes */
 
 /* Path of a program built beside this test: build/<variant>/tests/programs/<name>. */
