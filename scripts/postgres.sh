@@ -115,6 +115,8 @@ SQL
             echo "CREATE SCHEMA IF NOT EXISTS $role AUTHORIZATION $role;"
             echo "ALTER SCHEMA $role OWNER TO $role;"
         done
+        # The libraries' integration tests isolate each run in a schema of its own.
+        echo "GRANT CREATE ON DATABASE $PG_DB TO platform_test;"
     } | psql_super -d "$PG_DB" >/dev/null
 }
 
