@@ -30,6 +30,21 @@ PG_OS_USER=postgres
 # Start order; down.sh walks it backwards.
 SERVICES="gateway content-manager ai-processor scraper distributor subscriber-manager media-processor realtime"
 
+# Each service's HTTP port on loopback (HTTP_PORT); the gateway's is the one external port.
+service_port() {
+    case "$1" in
+    gateway) echo 8080 ;;
+    content-manager) echo 8081 ;;
+    ai-processor) echo 8082 ;;
+    realtime) echo 8083 ;;
+    scraper) echo 8084 ;;
+    distributor) echo 8085 ;;
+    subscriber-manager) echo 8086 ;;
+    media-processor) echo 8087 ;;
+    *) return 1 ;;
+    esac
+}
+
 mkdir -p "$CACHE" "$LOGDIR" "$RUNDIR"
 if [[ ! -d "$SECRETS" ]]; then
     mkdir -p "$SECRETS"

@@ -62,6 +62,17 @@ run_test() {
     fi
 }
 
+echo "==> lint (format, banned functions)"
+if scripts/lint.sh >"$TESTLOG/lint.log" 2>&1; then
+    passed=$((passed + 1))
+    printf 'ok    %-40s %3d passed\n' lint 1
+else
+    failed=$((failed + 1))
+    failures+=(lint)
+    printf 'FAIL  %-40s (log %s)\n' lint "var/log/tests/lint.log"
+    sed 's/^/      /' "$TESTLOG/lint.log" | head -n 30
+fi
+
 echo "==> unit tests"
 for bin in $(find build/asan/tests -mindepth 2 -maxdepth 2 -type f -perm -u+x -path '*/test_*' | grep -v '/integration/' | sort); do
     run_test "$ROOT/$bin"

@@ -42,6 +42,8 @@ for svc in $SERVICES; do
     log "starting $svc"
     url="$("$S/postgres.sh" url "$svc")"
     KAFKA_BROKERS="$KAFKA_BOOTSTRAP" DATABASE_URL="$url" SERVICE_NAME="$svc" \
+        HTTP_HOST=127.0.0.1 HTTP_PORT="$(service_port "$svc")" \
+        MIGRATIONS_DIR="$ROOT/services/$svc/migrations" \
         proc_start "$svc" "$LOGDIR/$svc.log" "$bin"
     started+=("$svc")
     changed=1

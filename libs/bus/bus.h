@@ -25,8 +25,8 @@
 #include "core.h"
 #include "topics.h" /* generated from proto/topics.catalog: bus_catalog[], TOPIC_* names */
 
-#define BUS_PARTITION_ANY (-1)
-#define BUS_CE_SPECVERSION "1.0"
+#define BUS_PARTITION_ANY         (-1)
+#define BUS_CE_SPECVERSION        "1.0"
 #define BUS_CONTENT_TYPE_PROTOBUF "application/protobuf"
 
 /* Headers the dead-letter topic adds to the original record's headers. */
@@ -37,6 +37,14 @@
 #define BUS_DLQ_H_ERROR     "dlq_error"
 #define BUS_DLQ_H_ATTEMPTS  "dlq_attempts"
 #define BUS_DLQ_H_TIME      "dlq_time"
+
+/* The librdkafka error codes callers need to tell apart, without including rdkafka.h
+ * (RD_KAFKA_RESP_ERR__QUEUE_FULL, __INVALID_ARG, __STATE; checked at compile time). */
+#define BUS_ERR_QUEUE_FULL  (-184)
+#define BUS_ERR_INVALID_ARG (-186)
+#define BUS_ERR_STATE       (-172)
+/* Text for an error code from bus_produce or a delivery callback. */
+const char *bus_strerror(int err);
 
 const bus_topic_spec *bus_catalog_find(const char *name);
 
@@ -69,13 +77,13 @@ typedef struct bus_record {
 } bus_record;
 
 typedef struct bus_producer_config {
-    const char *brokers;   /* "127.0.0.1:9092" */
-    const char *client_id; /* service name */
-    const char *source;    /* ce_source, e.g. "/services/content-manager" */
-    int linger_ms;         /* 0 = librdkafka default (5 ms) */
-    int batch_size;        /* bytes; 0 = default */
-    int queue_max_messages;     /* 0 = default (100000) */
-    const char *const *extra;   /* NULL-terminated "key", "value" pairs of librdkafka config */
+    const char *brokers;      /* "127.0.0.1:9092" */
+    const char *client_id;    /* service name */
+    const char *source;       /* ce_source, e.g. "/services/content-manager" */
+    int linger_ms;            /* 0 = librdkafka default (5 ms) */
+    int batch_size;           /* bytes; 0 = default */
+    int queue_max_messages;   /* 0 = default (100000) */
+    const char *const *extra; /* NULL-terminated "key", "value" pairs of librdkafka config */
 } bus_producer_config;
 
 /* Called on the loop once per record: err 0 means written to all in-sync replicas. */
@@ -88,13 +96,13 @@ typedef struct bus_producer bus_producer;
  * (librdkafka reconnects), see bus_producer_connected. */
 bus_producer *bus_producer_new(uv_loop_t *loop, const bus_producer_config *cfg, char *err,
                                size_t errlen);
-/* 0, or a librdkafka error code (e.g. RD_KAFKA_RESP_ERR__QUEUE_FULL: wait for deliveries and
- * retry; bus_producer_on_space tells when). cb may be NULL. */
+/* 0, or a librdkafka error code: BUS_ERR_QUEUE_FULL (wait for deliveries and retry;
+ * bus_producer_on_space tells when), BUS_ERR_INVALID_ARG (no topic or ce_type), BUS_ERR_STATE
+ * (closing). cb may be NULL; when 0 is returned it is called exactly once. */
 int bus_produce(bus_producer *p, const bus_record *r, bus_delivery_cb cb, void *opaque);
 size_t bus_producer_outstanding(const bus_producer *p);
 /* Calls cb once the outstanding count falls to low_water (for back-pressure). */
-void bus_producer_on_space(bus_producer *p, size_t low_water, void (*cb)(void *data),
-                           void *data);
+void bus_producer_on_space(bus_producer *p, size_t low_water, void (*cb)(void *data), void *data);
 /* True once a broker answered and no "all brokers down" since: for /readyz. */
 bool bus_producer_connected(const bus_producer *p);
 /* Non-blocking drain: waits on the loop until nothing is outstanding (or timeout_ms), calls
@@ -123,7 +131,8 @@ typedef struct bus_message {
     unsigned attempt;                     /* 1 on first delivery to this handler */
 } bus_message;
 
-/* Raw header lookup (last occurrence); NULL when absent. */
+/* Raw header lookup (last occurrence); NULL when absent. m must be a message the consumer
+ * handed to a handler, and is valid until bus_done. */
 const void *bus_message_header(const bus_message *m, const char *name, size_t *len);
 
 typedef enum bus_result {
@@ -142,24 +151,24 @@ void bus_done(bus_consumer *c, const bus_message *m, bus_result result, const ch
 
 typedef struct bus_consumer_config {
     const char *brokers;
-    const char *group_id;  /* one per service */
+    const char *group_id; /* one per service */
     const char *client_id;
     const char *const *topics; /* NULL-terminated */
     /* Dead letters go to dlq_topic (default "dlq.<group_id>") through dlq_producer (required
      * unless every handler only ever answers BUS_OK). */
     const char *dlq_topic;
     bus_producer *dlq_producer;
-    unsigned max_attempts; /* default 5 */
+    unsigned max_attempts;   /* default 5 */
     int64_t backoff_base_ms; /* default 200 */
     int64_t backoff_max_ms;  /* default 30000 */
     /* realtime: every instance reads every partition (no group rebalancing), from the end. */
     bool all_partitions;
-    const char *auto_offset_reset;  /* "earliest" (default) or "latest" */
-    const char *const *extra;       /* NULL-terminated librdkafka config pairs */
+    const char *auto_offset_reset; /* "earliest" (default) or "latest" */
+    const char *const *extra;      /* NULL-terminated librdkafka config pairs */
 } bus_consumer_config;
 
-bus_consumer *bus_consumer_new(uv_loop_t *loop, const bus_consumer_config *cfg,
-                               bus_handler handler, void *data, char *err, size_t errlen);
+bus_consumer *bus_consumer_new(uv_loop_t *loop, const bus_consumer_config *cfg, bus_handler handler,
+                               void *data, char *err, size_t errlen);
 /* Graceful drain: stop handing out messages, wait for the one in flight (and its dead letter),
  * commit stored offsets, leave the group, free. The final commit and close run on libuv's
  * thread pool; done runs on the loop. */
@@ -174,15 +183,17 @@ typedef struct bus_txn_config {
     const char *brokers;
     const char *client_id;
     const char *source;
-    const char *transactional_id; /* stable per relay: a restarted relay fences its zombie */
+    const char *transactional_id;   /* stable per relay: a restarted relay fences its zombie */
     int64_t transaction_timeout_ms; /* default 60000 */
 } bus_txn_config;
 
-/* err NULL on success. abortable: the transaction must be aborted and retried. */
+/* err NULL on success. abortable: the transaction must be aborted and retried. err set and
+ * not abortable: the producer is unusable (fenced, fatal, or still failing after retrying
+ * retriable errors); close it and start a new one, whose init fences this one. Whether a failed
+ * commit took effect is then unknown: that is what the relay's checkpoint record is for. */
 typedef void (*bus_txn_cb)(void *data, const char *err, bool abortable);
 
-bus_txn_producer *bus_txn_new(uv_loop_t *loop, const bus_txn_config *cfg, char *err,
-                              size_t errlen);
+bus_txn_producer *bus_txn_new(uv_loop_t *loop, const bus_txn_config *cfg, char *err, size_t errlen);
 /* init_transactions: fences an earlier instance with the same id and aborts its open
  * transaction. Runs on the thread pool; cb on the loop. */
 void bus_txn_init(bus_txn_producer *t, bus_txn_cb cb, void *data);
@@ -199,5 +210,17 @@ typedef void (*bus_read_last_cb)(void *data, const char *err, bool found, const 
                                  size_t len);
 void bus_read_last(uv_loop_t *loop, const char *brokers, const char *topic, int32_t partition,
                    const void *key, size_t key_len, bus_read_last_cb cb, void *data);
+
+/* ------------------------------------------------------------------ administration */
+
+/* For tools and tests (services' topics come from the catalog via ce-topics): create a topic
+ * (replication factor: the broker's default; config: NULL-terminated "key", "value" pairs or
+ * NULL; an existing topic counts as success) or delete one. The Admin API calls run on the
+ * thread pool; cb runs on the loop with err NULL on success. */
+typedef void (*bus_admin_cb)(void *data, const char *err);
+void bus_admin_create_topic(uv_loop_t *loop, const char *brokers, const char *topic, int partitions,
+                            const char *const *config, bus_admin_cb cb, void *data);
+void bus_admin_delete_topic(uv_loop_t *loop, const char *brokers, const char *topic,
+                            bus_admin_cb cb, void *data);
 
 #endif

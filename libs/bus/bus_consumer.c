@@ -1,0 +1,649 @@
+/*
+ * The consumer: one message with its handler at a time; the offset is stored (and later
+ * committed by librdkafka's auto-commit, or by close) only after the handler said BUS_OK, or
+ * after the dead letter's delivery report came back without error. Retries wait on a uv timer
+ * with full-jitter exponential backoff and redeliver the same message.
+ */
+#include "bus_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum cur_state {
+    CUR_IDLE,        /* nothing in flight: pull the next message */
+    CUR_HANDLER,     /* the handler owns it until bus_done */
+    CUR_BACKOFF,     /* BUS_RETRY: waiting on retry_timer to redeliver */
+    CUR_DLQ,         /* dead letter produced, waiting for its delivery report */
+    CUR_DLQ_BACKOFF, /* the dead letter could not be written: waiting to try again */
+} cur_state;
+
+struct bus_consumer {
+    bus_client cl; /* first: librdkafka's opaque points here */
+    bus_consumer_settings s;
+    bus_handler handler;
+    void *data;
+    bus_producer *dlq;
+    bool all_partitions;
+    bool store_offsets;
+    char **topics;
+
+    cur_state state;
+    bus_msg_internal cur;
+    rd_kafka_message_t *rkm;
+    bool revoked; /* its partition was taken away while in flight: never store its offset */
+    bool in_handler;
+    int64_t started_ns;
+    unsigned dlq_tries;
+    char error[512];
+    /* One message pulled while busy (to serve rebalances and the poll interval). */
+    rd_kafka_message_t *stash;
+    bool in_pump;
+    uv_timer_t retry_timer;
+
+    /* all_partitions: assignment from metadata, fetched on the thread pool */
+    uv_work_t assign_work;
+    bool assign_running;
+    rd_kafka_topic_partition_list_t *assign_list;
+    char assign_err[256];
+    unsigned assign_tries;
+    uv_timer_t assign_timer;
+
+    bool closing, final_started;
+    void (*close_done)(void *data);
+    void *close_data;
+    int own_handles;
+
+    core_metric *m_consumed, *m_dead, *m_seconds;
+    /* BUS_OK counts are added per run of one topic, not per message. */
+    const char *m_topic;
+    char m_topic_buf[256];
+    double m_ok;
+};
+
+/* Messages handed out per wake-up before yielding to the rest of the loop. */
+#define CONSUMER_PUMP_BUDGET 512
+
+static void consumer_pump(bus_consumer *c);
+static void consumer_maybe_final(bus_consumer *c);
+static void consumer_dead_letter(bus_consumer *c);
+
+/* ---------------------------------------------------------------- metrics */
+
+static void consumer_metrics_flush(bus_consumer *c)
+{
+    if (c->m_ok > 0) core_counter_add(c->m_consumed, c->m_ok, c->m_topic_buf, "ok");
+    c->m_ok = 0;
+}
+
+static void consumer_count_ok(bus_consumer *c, const char *topic)
+{
+    if (topic != c->m_topic) {
+        consumer_metrics_flush(c);
+        c->m_topic = topic;
+        snprintf(c->m_topic_buf, sizeof c->m_topic_buf, "%s", topic);
+    }
+    c->m_ok += 1;
+}
+
+/* ---------------------------------------------------------------- the message in flight */
+
+static void consumer_finish(bus_consumer *c, bool store)
+{
+    if (store && c->store_offsets && !c->revoked) {
+        rd_kafka_resp_err_t e =
+            rd_kafka_offset_store(c->rkm->rkt, c->rkm->partition, c->rkm->offset);
+        if (e) {
+            /* The partition went away under us: its new owner gets the message again. */
+            core_log_warn("bus consumer: offset not stored", CORE_F_STR("topic", c->cur.msg.topic),
+                          CORE_F_INT("partition", c->rkm->partition),
+                          CORE_F_INT("offset", c->rkm->offset),
+                          CORE_F_STR("error", rd_kafka_err2str(e)));
+        }
+    }
+    rd_kafka_message_destroy(c->rkm);
+    c->rkm = NULL;
+    c->cur.hdrs = NULL;
+    c->cur.magic = 0;
+    c->state = CUR_IDLE;
+    c->revoked = false;
+    if (c->closing)
+        consumer_maybe_final(c);
+    else if (!c->in_pump)
+        bus_client_kick(&c->cl); /* next message on the next loop turn, not in this stack */
+}
+
+static void consumer_call_handler(bus_consumer *c)
+{
+    char prev[CORE_TRACE_ID_LEN + 1];
+    const char *t = core_log_trace();
+    size_t tl = strlen(t);
+    bool had = tl > 0 && tl < sizeof prev;
+    if (had) memcpy(prev, t, tl + 1);
+    core_log_set_trace(c->cur.msg.trace_id);
+    c->state = CUR_HANDLER;
+    c->started_ns = core_mono_ns();
+    c->in_handler = true;
+    c->handler(c, &c->cur.msg, c->data);
+    c->in_handler = false;
+    core_log_set_trace(had ? prev : NULL);
+    /* bus_done inside the handler while closing: the close continues here. */
+    if (c->closing) consumer_maybe_final(c);
+}
+
+static void consumer_dispatch(bus_consumer *c, rd_kafka_message_t *rkm)
+{
+    c->rkm = rkm;
+    c->revoked = false;
+    c->dlq_tries = 0;
+    c->error[0] = '\0';
+    bus_message_from_rkm(&c->cur, rkm);
+    c->cur.msg.attempt = 1;
+    consumer_call_handler(c);
+}
+
+static void consumer_retry_timer_cb(uv_timer_t *t)
+{
+    bus_consumer *c = t->data;
+    if (c->state == CUR_BACKOFF) {
+        c->cur.msg.attempt++;
+        consumer_call_handler(c);
+    } else if (c->state == CUR_DLQ_BACKOFF) {
+        consumer_dead_letter(c);
+    }
+}
+
+static void consumer_dlq_retry_later(bus_consumer *c)
+{
+    if (c->closing) {
+        /* Not stored: the message comes back after the restart. */
+        core_log_warn("bus consumer closing: dead letter abandoned, message will be redelivered",
+                      CORE_F_STR("topic", c->cur.msg.topic),
+                      CORE_F_INT("partition", c->cur.msg.partition),
+                      CORE_F_INT("offset", c->cur.msg.offset));
+        consumer_finish(c, false);
+        return;
+    }
+    c->state = CUR_DLQ_BACKOFF;
+    int64_t d = bus_retry_delay_ms(c->dlq_tries, c->s.backoff_base_ms, c->s.backoff_max_ms);
+    uv_timer_start(&c->retry_timer, consumer_retry_timer_cb, (uint64_t)d, 0);
+}
+
+static void consumer_dlq_delivered(void *opaque, int err, const char *errstr, int32_t partition,
+                                   int64_t offset)
+{
+    bus_consumer *c = opaque;
+    if (c->state != CUR_DLQ) return; /* cannot happen: one dead letter at a time */
+    if (err == 0) {
+        core_counter_add(c->m_dead, 1, c->cur.msg.topic);
+        core_log_warn("bus consumer: message dead-lettered", CORE_F_STR("topic", c->cur.msg.topic),
+                      CORE_F_INT("partition", c->cur.msg.partition),
+                      CORE_F_INT("offset", c->cur.msg.offset),
+                      CORE_F_STR("dlq_topic", c->s.dlq_topic),
+                      CORE_F_INT("dlq_partition", partition), CORE_F_INT("dlq_offset", offset),
+                      CORE_F_INT("attempts", c->cur.msg.attempt), CORE_F_STR("error", c->error));
+        consumer_finish(c, true);
+        return;
+    }
+    core_log_error("bus consumer: dead letter not written; will retry",
+                   CORE_F_STR("topic", c->cur.msg.topic), CORE_F_STR("dlq_topic", c->s.dlq_topic),
+                   CORE_F_STR("error", errstr ? errstr : ""));
+    consumer_dlq_retry_later(c);
+}
+
+static void consumer_dead_letter(bus_consumer *c)
+{
+    c->dlq_tries++;
+    if (!c->dlq) {
+        core_log_error("bus consumer: a message needs the dead-letter topic but the consumer has "
+                       "no dlq_producer; holding it",
+                       CORE_F_STR("topic", c->cur.msg.topic),
+                       CORE_F_INT("offset", c->cur.msg.offset), CORE_F_STR("error", c->error));
+        consumer_dlq_retry_later(c);
+        return;
+    }
+    rd_kafka_headers_t *orig = NULL;
+    if (rd_kafka_message_headers(c->rkm, &orig) != RD_KAFKA_RESP_ERR_NO_ERROR) orig = NULL;
+    bus_dlq_info info = {
+        .topic = c->cur.msg.topic,
+        .partition = c->rkm->partition,
+        .offset = c->rkm->offset,
+        .group = c->s.group,
+        .error = c->error,
+        .attempts = c->cur.msg.attempt,
+        .time_ms = core_now_unix_ms(),
+    };
+    rd_kafka_headers_t *h = bus_dlq_headers(orig, &info);
+    c->state = CUR_DLQ;
+    int rc = bus_producer_send_raw(c->dlq, c->s.dlq_topic, BUS_PARTITION_ANY, c->rkm->key,
+                                   c->rkm->key_len, c->rkm->payload, c->rkm->len, h,
+                                   consumer_dlq_delivered, c);
+    if (rc) {
+        rd_kafka_headers_destroy(h);
+        core_log_error("bus consumer: dead letter not accepted; will retry",
+                       CORE_F_STR("dlq_topic", c->s.dlq_topic),
+                       CORE_F_STR("error", rd_kafka_err2str((rd_kafka_resp_err_t)rc)));
+        consumer_dlq_retry_later(c);
+    }
+}
+
+void bus_done(bus_consumer *c, const bus_message *m, bus_result result, const char *error)
+{
+    if (!c || m != &c->cur.msg || c->state != CUR_HANDLER) {
+        core_log_error("bus_done for a message the consumer is not handling");
+        return;
+    }
+    const char *topic = c->cur.msg.topic;
+    core_histogram_observe(c->m_seconds, (double)(core_mono_ns() - c->started_ns) / 1e9, topic);
+    if (result == BUS_OK) {
+        consumer_count_ok(c, topic);
+        consumer_finish(c, true);
+        return;
+    }
+    snprintf(c->error, sizeof c->error, "%s", error && error[0] ? error : "handler failed");
+    bool retry = result == BUS_RETRY;
+    core_counter_add(c->m_consumed, 1, topic, retry ? "retry" : "fail");
+    if (c->revoked) {
+        consumer_finish(c, false); /* the partition's new owner takes it from here */
+        return;
+    }
+    if (retry && c->cur.msg.attempt < c->s.max_attempts) {
+        if (c->closing) {
+            consumer_finish(c, false); /* redelivered after the restart */
+            return;
+        }
+        c->state = CUR_BACKOFF;
+        int64_t d =
+            bus_retry_delay_ms(c->cur.msg.attempt, c->s.backoff_base_ms, c->s.backoff_max_ms);
+        core_log_info("bus consumer: handler asked to retry", CORE_F_STR("topic", topic),
+                      CORE_F_INT("offset", c->cur.msg.offset),
+                      CORE_F_INT("attempt", c->cur.msg.attempt), CORE_F_INT("delay_ms", d),
+                      CORE_F_STR("error", c->error));
+        uv_timer_start(&c->retry_timer, consumer_retry_timer_cb, (uint64_t)d, 0);
+        return;
+    }
+    if (retry) {
+        size_t n = strlen(c->error);
+        snprintf(c->error + n, sizeof c->error - n, " (gave up after %u attempts)",
+                 c->cur.msg.attempt);
+    }
+    consumer_dead_letter(c);
+}
+
+/* ---------------------------------------------------------------- pulling */
+
+static void consumer_log_error_message(const rd_kafka_message_t *m)
+{
+    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) return;
+    bool serious = m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+                   m->err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
+                   m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+    core_log_emit(serious ? CORE_LOG_ERROR : CORE_LOG_WARN, "bus consumer: consume error",
+                  CORE_F_STR("topic", m->rkt ? rd_kafka_topic_name(m->rkt) : ""),
+                  CORE_F_INT("partition", m->partition),
+                  CORE_F_STR("error", rd_kafka_message_errstr(m)), CORE_LOG_END);
+}
+
+static void consumer_pump(bus_consumer *c)
+{
+    if (c->in_pump || c->closing || c->cl.shutting_down) return;
+    c->in_pump = true;
+    int budget = CONSUMER_PUMP_BUDGET;
+    while (budget > 0 && !c->closing) {
+        if (c->state != CUR_IDLE) {
+            /* Busy: pull one message ahead so rebalance callbacks and the poll interval are
+             * served, then stop pulling until the handler is done. */
+            if (!c->stash) {
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(c->cl.rk, 0);
+                if (m && m->err) {
+                    consumer_log_error_message(m);
+                    rd_kafka_message_destroy(m);
+                } else if (m && !c->closing && c->state != CUR_IDLE) {
+                    c->stash = m;
+                } else if (m) {
+                    /* The revocation of the busy message's partition freed us meanwhile. */
+                    if (c->closing) {
+                        rd_kafka_message_destroy(m);
+                    } else {
+                        budget--;
+                        consumer_dispatch(c, m);
+                    }
+                    continue;
+                }
+            }
+            break;
+        }
+        rd_kafka_message_t *m = c->stash;
+        c->stash = NULL;
+        if (!m) m = rd_kafka_consumer_poll(c->cl.rk, 0);
+        if (!m) break;
+        if (m->err) {
+            consumer_log_error_message(m);
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        if (c->closing || c->state != CUR_IDLE) {
+            /* A callback served by the poll above started closing. */
+            rd_kafka_message_destroy(m);
+            break;
+        }
+        budget--;
+        consumer_dispatch(c, m);
+    }
+    if (budget == 0 && c->state == CUR_IDLE && !c->closing) bus_client_kick(&c->cl);
+    consumer_metrics_flush(c);
+    c->in_pump = false;
+}
+
+static void consumer_drain(bus_client *cl)
+{
+    consumer_pump(cl->owner);
+}
+
+/* ---------------------------------------------------------------- rebalancing */
+
+static void consumer_revoke(bus_consumer *c, const rd_kafka_topic_partition_list_t *parts)
+{
+    for (int i = 0; i < parts->cnt; i++) {
+        const rd_kafka_topic_partition_t *tp = &parts->elems[i];
+        if (c->stash && c->stash->partition == tp->partition &&
+            strcmp(rd_kafka_topic_name(c->stash->rkt), tp->topic) == 0) {
+            rd_kafka_message_destroy(c->stash);
+            c->stash = NULL;
+        }
+        if (!c->rkm || c->rkm->partition != tp->partition ||
+            strcmp(c->cur.msg.topic, tp->topic) != 0)
+            continue;
+        c->revoked = true;
+        if (c->state == CUR_BACKOFF || c->state == CUR_DLQ_BACKOFF) {
+            uv_timer_stop(&c->retry_timer);
+            consumer_finish(c, false);
+        }
+        /* CUR_HANDLER, CUR_DLQ: wait for them; the offset will not be stored. */
+    }
+}
+
+static void consumer_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                                  rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    bus_consumer *c = opaque;
+    const char *proto = rd_kafka_rebalance_protocol(rk);
+    bool coop = proto && strcmp(proto, "COOPERATIVE") == 0;
+    rd_kafka_error_t *e = NULL;
+    rd_kafka_resp_err_t re = RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        if (coop)
+            e = rd_kafka_incremental_assign(rk, parts);
+        else
+            re = rd_kafka_assign(rk, parts);
+        if (!c->cl.shutting_down) c->cl.connected = !c->cl.fatal;
+        core_log_info("bus consumer: partitions assigned", CORE_F_STR("group", c->s.group),
+                      CORE_F_INT("count", parts->cnt));
+    } else {
+        if (err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
+            core_log_error("bus consumer: rebalance failed", CORE_F_STR("group", c->s.group),
+                           CORE_F_STR("error", rd_kafka_err2str(err)));
+        /* During close this runs on the thread pool, where the loop's state is not ours. */
+        if (!c->cl.shutting_down) consumer_revoke(c, parts);
+        if (coop)
+            e = rd_kafka_incremental_unassign(rk, parts);
+        else
+            re = rd_kafka_assign(rk, NULL);
+        core_log_info("bus consumer: partitions revoked", CORE_F_STR("group", c->s.group),
+                      CORE_F_INT("count", parts->cnt));
+    }
+    if (e) {
+        core_log_error("bus consumer: assignment failed",
+                       CORE_F_STR("error", rd_kafka_error_string(e)));
+        rd_kafka_error_destroy(e);
+    } else if (re) {
+        core_log_error("bus consumer: assignment failed",
+                       CORE_F_STR("error", rd_kafka_err2str(re)));
+    }
+}
+
+/* ---------------------------------------------------------------- all_partitions */
+
+static void consumer_assign_start(bus_consumer *c);
+
+static void consumer_assign_work(uv_work_t *w)
+{
+    bus_consumer *c = w->data;
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(8);
+    c->assign_err[0] = '\0';
+    for (size_t i = 0; c->topics[i] && !c->assign_err[0]; i++) {
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(c->cl.rk, c->topics[i], NULL);
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_resp_err_t e = rd_kafka_metadata(c->cl.rk, 0, rkt, &md, 3000);
+        if (e) {
+            snprintf(c->assign_err, sizeof c->assign_err, "%s: %s", c->topics[i],
+                     rd_kafka_err2str(e));
+        } else if (md->topic_cnt != 1 || md->topics[0].err) {
+            snprintf(c->assign_err, sizeof c->assign_err, "%s: %s", c->topics[i],
+                     rd_kafka_err2str(md->topic_cnt ? md->topics[0].err
+                                                    : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC));
+        } else {
+            for (int p = 0; p < md->topics[0].partition_cnt; p++)
+                rd_kafka_topic_partition_list_add(list, c->topics[i],
+                                                  md->topics[0].partitions[p].id)
+                    ->offset = RD_KAFKA_OFFSET_END;
+        }
+        if (md) rd_kafka_metadata_destroy(md);
+        rd_kafka_topic_destroy(rkt);
+    }
+    c->assign_list = list;
+}
+
+static void consumer_assign_timer_cb(uv_timer_t *t)
+{
+    consumer_assign_start(t->data);
+}
+
+static void consumer_assign_after(uv_work_t *w, int status)
+{
+    (void)status;
+    bus_consumer *c = w->data;
+    c->assign_running = false;
+    rd_kafka_topic_partition_list_t *list = c->assign_list;
+    c->assign_list = NULL;
+    if (c->closing) {
+        rd_kafka_topic_partition_list_destroy(list);
+        consumer_maybe_final(c);
+        return;
+    }
+    if (c->assign_err[0]) {
+        int64_t d = bus_retry_delay_ms(++c->assign_tries, 500, 10000);
+        core_log_warn("bus consumer: cannot read topic metadata; retrying",
+                      CORE_F_STR("error", c->assign_err), CORE_F_INT("delay_ms", d));
+        rd_kafka_topic_partition_list_destroy(list);
+        uv_timer_start(&c->assign_timer, consumer_assign_timer_cb, (uint64_t)d, 0);
+        return;
+    }
+    rd_kafka_resp_err_t e = rd_kafka_assign(c->cl.rk, list);
+    if (e) {
+        core_log_error("bus consumer: assign failed", CORE_F_STR("error", rd_kafka_err2str(e)));
+    } else {
+        c->cl.connected = !c->cl.fatal;
+        core_log_info("bus consumer: reading every partition from the end",
+                      CORE_F_INT("partitions", list->cnt));
+    }
+    rd_kafka_topic_partition_list_destroy(list);
+}
+
+static void consumer_assign_start(bus_consumer *c)
+{
+    if (c->assign_running || c->closing) return;
+    c->assign_running = true;
+    c->assign_work.data = c;
+    if (uv_queue_work(c->cl.loop, &c->assign_work, consumer_assign_work, consumer_assign_after))
+        c->assign_running = false;
+}
+
+/* ---------------------------------------------------------------- life cycle */
+
+static void consumer_free(bus_consumer *c)
+{
+    if (c->topics) {
+        for (size_t i = 0; c->topics[i]; i++)
+            free(c->topics[i]);
+        free(c->topics);
+    }
+    free(c);
+}
+
+bus_consumer *bus_consumer_new(uv_loop_t *loop, const bus_consumer_config *cfg, bus_handler handler,
+                               void *data, char *err, size_t errlen)
+{
+    if (!handler) {
+        snprintf(err, errlen, "consumer: a handler is required");
+        return NULL;
+    }
+    bus_consumer *c = calloc(1, sizeof *c);
+    if (!c) abort();
+    if (!bus_consumer_settings_resolve(cfg, &c->s, err, errlen)) {
+        free(c);
+        return NULL;
+    }
+    rd_kafka_conf_t *conf = bus_consumer_conf(cfg, c->s.group, err, errlen);
+    if (!conf) {
+        free(c);
+        return NULL;
+    }
+    c->handler = handler;
+    c->data = data;
+    c->dlq = cfg->dlq_producer;
+    c->all_partitions = cfg->all_partitions;
+    c->store_offsets = !cfg->all_partitions;
+    c->topics = calloc(c->s.ntopics + 1, sizeof *c->topics);
+    if (!c->topics) abort();
+    for (size_t i = 0; i < c->s.ntopics; i++) {
+        c->topics[i] = strdup(cfg->topics[i]);
+        if (!c->topics[i]) abort();
+    }
+
+    rd_kafka_conf_set_opaque(conf, c);
+    rd_kafka_conf_set_error_cb(conf, bus_client_error_cb);
+    rd_kafka_conf_set_log_cb(conf, bus_log_cb);
+    if (!cfg->all_partitions) rd_kafka_conf_set_rebalance_cb(conf, consumer_rebalance_cb);
+
+    char e[256];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof e);
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(err, errlen, "consumer: %s", e);
+        consumer_free(c);
+        return NULL;
+    }
+    /* Errors, rebalances and stats now come through the consumer queue. */
+    rd_kafka_poll_set_consumer(rk);
+
+    if (!cfg->all_partitions) {
+        rd_kafka_topic_partition_list_t *subs =
+            rd_kafka_topic_partition_list_new((int)c->s.ntopics);
+        for (size_t i = 0; i < c->s.ntopics; i++)
+            rd_kafka_topic_partition_list_add(subs, c->topics[i], RD_KAFKA_PARTITION_UA);
+        rd_kafka_resp_err_t se = rd_kafka_subscribe(rk, subs);
+        rd_kafka_topic_partition_list_destroy(subs);
+        if (se) {
+            snprintf(err, errlen, "consumer: subscribe: %s", rd_kafka_err2str(se));
+            rd_kafka_destroy(rk);
+            consumer_free(c);
+            return NULL;
+        }
+    }
+
+    rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(rk);
+    if (!bus_client_start(&c->cl, loop, rk, q, consumer_drain, c, 100, err, errlen)) {
+        rd_kafka_queue_destroy(q);
+        rd_kafka_consumer_close(rk); /* nothing joined yet: returns at once */
+        rd_kafka_destroy(rk);
+        consumer_free(c);
+        return NULL;
+    }
+    uv_timer_init(loop, &c->retry_timer);
+    c->retry_timer.data = c;
+    uv_timer_init(loop, &c->assign_timer);
+    c->assign_timer.data = c;
+    c->own_handles = 2;
+
+    core_metrics *reg = core_metrics_default();
+    c->m_consumed = core_metric_counter(reg, "bus_consumed_total",
+                                        "Messages handled by bus consumers, by handler result.",
+                                        "topic,result");
+    c->m_dead = core_metric_counter(reg, "bus_dead_letters_total",
+                                    "Messages written to the dead-letter topic.", "topic");
+    c->m_seconds = core_metric_histogram(reg, "bus_handler_seconds",
+                                         "Time from handing a message to its handler to bus_done.",
+                                         "topic", NULL, 0);
+    if (cfg->all_partitions) consumer_assign_start(c);
+    return c;
+}
+
+bool bus_consumer_connected(const bus_consumer *c)
+{
+    return c && c->cl.connected && !c->cl.fatal;
+}
+
+static void consumer_handle_closed(uv_handle_t *h)
+{
+    bus_consumer *c = h->data;
+    if (--c->own_handles > 0) return;
+    void (*done)(void *) = c->close_done;
+    void *data = c->close_data;
+    consumer_free(c);
+    if (done) done(data);
+}
+
+static void consumer_closed(bus_client *cl)
+{
+    bus_consumer *c = cl->owner;
+    uv_close((uv_handle_t *)&c->retry_timer, consumer_handle_closed);
+    uv_close((uv_handle_t *)&c->assign_timer, consumer_handle_closed);
+}
+
+/* On the thread pool: each of these blocks. */
+static void consumer_final(bus_client *cl)
+{
+    bus_consumer *c = cl->owner;
+    if (c->store_offsets) {
+        rd_kafka_resp_err_t e = rd_kafka_commit(cl->rk, NULL, 0 /* sync */);
+        if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
+            core_log_warn("bus consumer: final commit failed", CORE_F_STR("group", c->s.group),
+                          CORE_F_STR("error", rd_kafka_err2str(e)));
+    }
+    rd_kafka_resp_err_t e = rd_kafka_consumer_close(cl->rk);
+    if (e)
+        core_log_warn("bus consumer: close failed", CORE_F_STR("group", c->s.group),
+                      CORE_F_STR("error", rd_kafka_err2str(e)));
+    rd_kafka_destroy(cl->rk);
+}
+
+static void consumer_maybe_final(bus_consumer *c)
+{
+    if (!c->closing || c->final_started || c->state != CUR_IDLE || c->assign_running) return;
+    if (c->in_handler) return; /* bus_done from inside the handler: finish after it returns */
+    c->final_started = true;
+    consumer_metrics_flush(c);
+    bus_client_shutdown(&c->cl, consumer_final, consumer_closed);
+}
+
+void bus_consumer_close(bus_consumer *c, void (*done)(void *data), void *data)
+{
+    if (!c || c->closing) return;
+    c->closing = true;
+    c->close_done = done;
+    c->close_data = data;
+    uv_timer_stop(&c->assign_timer);
+    if (c->stash) {
+        rd_kafka_message_destroy(c->stash);
+        c->stash = NULL;
+    }
+    if (c->state == CUR_BACKOFF || c->state == CUR_DLQ_BACKOFF) {
+        /* Waiting to retry: give it back (not stored, so redelivered after the restart). */
+        uv_timer_stop(&c->retry_timer);
+        consumer_finish(c, false);
+        return;
+    }
+    /* CUR_HANDLER and CUR_DLQ finish through bus_done / the delivery report. */
+    consumer_maybe_final(c);
+}
