@@ -12,6 +12,7 @@
 #   libs/<name>/tests/test_*.c                 -> $(BUILD)/tests/<name>/test_*   (unit tests)
 #   libs/<name>/bin/<tool>.c                   -> $(BUILD)/bin/<tool>
 #   services/<svc>/*.c (with main.c)           -> $(BUILD)/bin/<svc>
+#   services/<svc>/tests/test_*.c              -> $(BUILD)/tests/<svc>/test_* (domain unit tests)
 #   tests/integration/*.c                      -> $(BUILD)/tests/integration/*
 #   tests/support/*.c                          -> linked into every test program
 #   tests/programs/*.c                         -> $(BUILD)/tests/programs/* (spawned by tests)
@@ -136,6 +137,11 @@ unit_lib = $(word 2,$(subst /, ,$(1)))
 unit_deps = $(foreach l,$(or $(DEPS_$(call unit_lib,$(1))),$(LIB_ORDER)),$(BUILD)/lib/lib$(l).a)
 $(foreach t,$(UNIT_SRC),$(eval $(call TEST_template,$(t),$(BUILD)/tests/$(call unit_lib,$(t))/$(basename $(notdir $(t))),$(call unit_deps,$(t)))))
 $(foreach t,$(INTEG_SRC),$(eval $(call TEST_template,$(t),$(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(t)),$(LIBS_A))))
+# A service's unit tests link its domain files (everything but main.c) and every library.
+SVC_UNIT_SRC := $(wildcard services/*/tests/test_*.c)
+SVC_UNIT_TESTS := $(foreach t,$(SVC_UNIT_SRC),$(BUILD)/tests/$(call unit_lib,$(t))/$(basename $(notdir $(t))))
+svc_domain_obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out %/main.c,$(wildcard services/$(1)/*.c)))
+$(foreach t,$(SVC_UNIT_SRC),$(eval $(call TEST_template,$(t),$(BUILD)/tests/$(call unit_lib,$(t))/$(basename $(notdir $(t))),$(call svc_domain_obj,$(call unit_lib,$(t))) $(LIBS_A))))
 # Programs the integration tests spawn (a relay to kill mid-batch, a config probe): not tests.
 PROG_SRC := $(wildcard tests/programs/*.c)
 PROGS := $(patsubst tests/programs/%.c,$(BUILD)/tests/programs/%,$(PROG_SRC))
@@ -149,7 +155,7 @@ $(foreach t,$(PROG_SRC),$(eval $(call TEST_template,$(t),$(patsubst tests/progra
 
 all: $(LIBS_A) $(TOOLS) $(SERVICES)
 libs: $(LIBS_A)
-tests: all $(UNIT_TESTS) $(INTEG_TESTS) $(PROGS)
+tests: all $(UNIT_TESTS) $(SVC_UNIT_TESTS) $(INTEG_TESTS) $(PROGS)
 
 deps:
 	scripts/install-deps.sh
