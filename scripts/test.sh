@@ -97,6 +97,12 @@ trap stop_infra EXIT
 export KAFKA_BROKERS="127.0.0.1:${CE_KAFKA_PORT}"
 PLATFORM_TEST_DATABASE_URL="$(scripts/postgres.sh url platform_test)"
 export PLATFORM_TEST_DATABASE_URL
+# Each service's own role, for the tests that start the real service binaries:
+# CONTENT_MANAGER_DATABASE_URL, AI_PROCESSOR_DATABASE_URL, ...
+for svc in $SERVICES; do
+    role="${svc//-/_}"
+    export "${role^^}_DATABASE_URL=$(scripts/postgres.sh url "$role")"
+done
 
 echo "==> integration tests (real Kafka and PostgreSQL)"
 for bin in $(find build/asan/tests/integration -maxdepth 1 -type f -perm -u+x 2>/dev/null | sort); do
