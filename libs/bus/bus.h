@@ -10,7 +10,8 @@
  *   bus_read_last   reads the latest value of a key from a (compacted) topic
  *
  * Every record carries CloudEvents binary-mode headers (ce_specversion, ce_id, ce_source,
- * ce_type, ce_time, optional ce_subject), content-type and W3C traceparent. librdkafka's queues
+ * ce_type, ce_time, optional ce_subject), content-type and W3C traceparent, unless it is sent
+ * verbatim (bus_record.verbatim: key, value and the caller's headers only). librdkafka's queues
  * are forwarded to an eventfd watched by uv_poll (see EVENT-LOOP-NOTES.md); nothing blocks the
  * loop except the explicit shutdown paths, which say so.
  */
@@ -58,7 +59,14 @@ typedef struct bus_header {
 
 /* An outgoing record. Unset CloudEvents fields are filled in: ce_id a fresh UUIDv7, ce_time
  * now, ce_source the producer's source, content_type application/protobuf, traceparent the
- * current log trace (core_log_trace) with a new span id, or a new trace. */
+ * current log trace (core_log_trace) with a new span id, or a new trace.
+ *
+ * verbatim: the record goes out exactly as given: key, value and the caller's own headers (in
+ * their order, duplicates kept), nothing added: no CloudEvents envelope, no content-type, no
+ * traceparent; ce_* fields, content_type and traceparent are ignored and ce_type is not
+ * required. For re-publishing a record unchanged (replaying a dead letter with its original
+ * headers), for probes and for bare records other tools expect. Delivery, idempotence, acks=all
+ * and back-pressure are the same as for any record. */
 typedef struct bus_record {
     const char *topic;
     int32_t partition; /* BUS_PARTITION_ANY: by key (murmur2, like the Java client) */
@@ -74,6 +82,7 @@ typedef struct bus_record {
     const char *traceparent;
     const bus_header *headers; /* extra headers, copied */
     size_t nheaders;
+    bool verbatim; /* see above: send key, value and headers only */
 } bus_record;
 
 typedef struct bus_producer_config {

@@ -41,6 +41,17 @@ struct bus_consumer {
     bool in_pump;
     uv_timer_t retry_timer;
 
+    /* Offsets whose handlers said BUS_OK (or whose dead letter was written), not yet handed to
+     * librdkafka: the next offset per partition. Stored in one rd_kafka_offsets_store call at
+     * the end of each pump burst, when a message finishes outside a burst, on revocation
+     * (before the partitions go) and before the final commit. */
+    struct pending_offset {
+        char topic[256];
+        int32_t partition;
+        int64_t next;
+    } * pending;
+    size_t npending, pending_cap;
+
     /* all_partitions: assignment from metadata, fetched on the thread pool */
     uv_work_t assign_work;
     bool assign_running;
@@ -88,18 +99,63 @@ static void consumer_count_ok(bus_consumer *c, const char *topic)
 
 /* ---------------------------------------------------------------- the message in flight */
 
+/* Hands the pending offsets to librdkafka (which commits them with the next auto commit, or
+ * the final commit). */
+static void consumer_store_pending(bus_consumer *c)
+{
+    if (c->npending == 0) return;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)c->npending);
+    for (size_t i = 0; i < c->npending; i++)
+        rd_kafka_topic_partition_list_add(l, c->pending[i].topic, c->pending[i].partition)->offset =
+            c->pending[i].next;
+    c->npending = 0;
+    if (rd_kafka_offsets_store(c->cl.rk, l) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        for (int i = 0; i < l->cnt; i++) {
+            if (!l->elems[i].err) continue;
+            /* The partition went away under us: its new owner gets the messages again. */
+            core_log_warn("bus consumer: offset not stored", CORE_F_STR("topic", l->elems[i].topic),
+                          CORE_F_INT("partition", l->elems[i].partition),
+                          CORE_F_INT("offset", l->elems[i].offset - 1),
+                          CORE_F_STR("error", rd_kafka_err2str(l->elems[i].err)));
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Remembers that the message in flight is done with: its partition's next offset. */
+static void consumer_store_later(bus_consumer *c)
+{
+    const char *topic = c->cur.msg.topic;
+    int32_t part = c->rkm->partition;
+    for (size_t i = 0; i < c->npending; i++) {
+        struct pending_offset *po = &c->pending[i];
+        if (po->partition == part && strcmp(po->topic, topic) == 0) {
+            po->next = c->rkm->offset + 1;
+            return;
+        }
+    }
+    if (strlen(topic) >= sizeof c->pending[0].topic) { /* cannot happen: Kafka allows 249 */
+        rd_kafka_offset_store(c->rkm->rkt, part, c->rkm->offset);
+        return;
+    }
+    if (c->npending == c->pending_cap) {
+        size_t cap = c->pending_cap ? 2 * c->pending_cap : 8;
+        struct pending_offset *np = realloc(c->pending, cap * sizeof *np);
+        if (!np) abort();
+        c->pending = np;
+        c->pending_cap = cap;
+    }
+    struct pending_offset *po = &c->pending[c->npending++];
+    memcpy(po->topic, topic, strlen(topic) + 1);
+    po->partition = part;
+    po->next = c->rkm->offset + 1;
+}
+
 static void consumer_finish(bus_consumer *c, bool store)
 {
     if (store && c->store_offsets && !c->revoked) {
-        rd_kafka_resp_err_t e =
-            rd_kafka_offset_store(c->rkm->rkt, c->rkm->partition, c->rkm->offset);
-        if (e) {
-            /* The partition went away under us: its new owner gets the message again. */
-            core_log_warn("bus consumer: offset not stored", CORE_F_STR("topic", c->cur.msg.topic),
-                          CORE_F_INT("partition", c->rkm->partition),
-                          CORE_F_INT("offset", c->rkm->offset),
-                          CORE_F_STR("error", rd_kafka_err2str(e)));
-        }
+        consumer_store_later(c);
+        if (!c->in_pump) consumer_store_pending(c);
     }
     rd_kafka_message_destroy(c->rkm);
     c->rkm = NULL;
@@ -331,6 +387,7 @@ static void consumer_pump(bus_consumer *c)
         consumer_dispatch(c, m);
     }
     if (budget == 0 && c->state == CUR_IDLE && !c->closing) bus_client_kick(&c->cl);
+    consumer_store_pending(c);
     consumer_metrics_flush(c);
     c->in_pump = false;
 }
@@ -383,8 +440,12 @@ static void consumer_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         if (err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
             core_log_error("bus consumer: rebalance failed", CORE_F_STR("group", c->s.group),
                            CORE_F_STR("error", rd_kafka_err2str(err)));
-        /* During close this runs on the thread pool, where the loop's state is not ours. */
-        if (!c->cl.shutting_down) consumer_revoke(c, parts);
+        /* During close this runs on the thread pool, where the loop's state is not ours (and
+         * nothing is pending: it was stored before the final commit). */
+        if (!c->cl.shutting_down) {
+            consumer_store_pending(c); /* while the partitions are still ours */
+            consumer_revoke(c, parts);
+        }
         if (coop)
             e = rd_kafka_incremental_unassign(rk, parts);
         else
@@ -483,6 +544,7 @@ static void consumer_assign_start(bus_consumer *c)
 
 static void consumer_free(bus_consumer *c)
 {
+    free(c->pending);
     if (c->topics) {
         for (size_t i = 0; c->topics[i]; i++)
             free(c->topics[i]);
@@ -623,6 +685,7 @@ static void consumer_maybe_final(bus_consumer *c)
     if (!c->closing || c->final_started || c->state != CUR_IDLE || c->assign_running) return;
     if (c->in_handler) return; /* bus_done from inside the handler: finish after it returns */
     c->final_started = true;
+    consumer_store_pending(c);
     consumer_metrics_flush(c);
     bus_client_shutdown(&c->cl, consumer_final, consumer_closed);
 }

@@ -8,47 +8,12 @@
 
 /* ------------------------------------------------------------------ ids */
 
-/* Ids (ce_id, trace and span ids) need to be unique and unpredictable enough, not secret: a
- * xoshiro256** generator seeded from getrandom(2) makes them for every record without a
- * system call. Loop thread only, like the rest of the bus. */
-static uint64_t bus_rng[4];
-static bool bus_rng_seeded;
-
-static uint64_t bus_rotl(uint64_t x, int k)
-{
-    return (x << k) | (x >> (64 - k));
-}
-
-static uint64_t bus_rng_next(void)
-{
-    if (!bus_rng_seeded) {
-        do
-            core_random_bytes(bus_rng, sizeof bus_rng);
-        while (!(bus_rng[0] | bus_rng[1] | bus_rng[2] | bus_rng[3]));
-        bus_rng_seeded = true;
-    }
-    uint64_t *s = bus_rng;
-    uint64_t result = bus_rotl(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = bus_rotl(s[3], 45);
-    return result;
-}
-
+/* Ids (ce_id, trace and span ids) need to be unique and unpredictable enough, not secret:
+ * core_random_bytes serves them from a per-thread block of getrandom(2) output (one system call
+ * per couple of thousand bytes, fresh after fork), so ids stay unguessable from earlier ones. */
 void bus_rand_bytes(void *buf, size_t len)
 {
-    uint8_t *out = buf;
-    while (len > 0) {
-        uint64_t r = bus_rng_next();
-        size_t n = len < sizeof r ? len : sizeof r;
-        memcpy(out, &r, n);
-        out += n;
-        len -= n;
-    }
+    core_random_bytes(buf, len);
 }
 
 static const char bus_hex[] = "0123456789abcdef";
@@ -172,6 +137,15 @@ static void bus_hadd(rd_kafka_headers_t *h, const char *name, const char *value)
     rd_kafka_header_add(h, name, -1, value, -1);
 }
 
+static void bus_headers_add_extra(rd_kafka_headers_t *h, const bus_record *r)
+{
+    for (size_t i = 0; i < r->nheaders; i++) {
+        const bus_header *x = &r->headers[i];
+        if (!x->name || !x->name[0]) continue;
+        rd_kafka_header_add(h, x->name, -1, x->value, x->value ? (ssize_t)x->len : 0);
+    }
+}
+
 int bus_headers_build(rd_kafka_headers_t *h, const bus_record *r, const char *source,
                       int64_t now_ms, char *err, size_t errlen)
 {
@@ -179,12 +153,16 @@ int bus_headers_build(rd_kafka_headers_t *h, const bus_record *r, const char *so
         snprintf(err, errlen, "bus_record without a topic");
         return RD_KAFKA_RESP_ERR__INVALID_ARG;
     }
-    if (!r->ce_type || !r->ce_type[0]) {
-        snprintf(err, errlen, "bus_record for %s without a ce_type", r->topic);
-        return RD_KAFKA_RESP_ERR__INVALID_ARG;
-    }
     if (r->nheaders && !r->headers) {
         snprintf(err, errlen, "bus_record for %s: nheaders without headers", r->topic);
+        return RD_KAFKA_RESP_ERR__INVALID_ARG;
+    }
+    if (r->verbatim) {
+        bus_headers_add_extra(h, r);
+        return 0;
+    }
+    if (!r->ce_type || !r->ce_type[0]) {
+        snprintf(err, errlen, "bus_record for %s without a ce_type", r->topic);
         return RD_KAFKA_RESP_ERR__INVALID_ARG;
     }
 
@@ -229,12 +207,7 @@ int bus_headers_build(rd_kafka_headers_t *h, const bus_record *r, const char *so
         memcpy(tp + 52, "-01", 4);
     }
     rd_kafka_header_add(h, BUS_H_TRACEPARENT, -1, tp, CORE_TRACEPARENT_LEN);
-
-    for (size_t i = 0; i < r->nheaders; i++) {
-        const bus_header *x = &r->headers[i];
-        if (!x->name || !x->name[0]) continue;
-        rd_kafka_header_add(h, x->name, -1, x->value, x->value ? (ssize_t)x->len : 0);
-    }
+    bus_headers_add_extra(h, r);
     return 0;
 }
 

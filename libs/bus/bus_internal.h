@@ -10,7 +10,7 @@
 
 /* ------------------------------------------------------------------ ids and headers */
 
-/* Cheap randomness for ids (ce_id, trace and span ids): xoshiro256** seeded from getrandom(2). */
+/* Randomness for ids (ce_id, trace and span ids): core_random_bytes (buffered getrandom). */
 void bus_rand_bytes(void *buf, size_t len);
 /* A UUIDv7 like core_uuid_v7_string, drawing from the pool (no system call per id). */
 void bus_uuid_v7_string(char out[CORE_UUID_STRLEN + 1]);
@@ -31,7 +31,8 @@ void bus_format_time(int64_t unix_ms, char out[CORE_RFC3339_LEN + 1]);
 #define BUS_H_TRACEPARENT  "traceparent"
 
 /* Appends the CloudEvents, content-type and traceparent headers for r, then r's extra
- * headers. Missing fields are filled in as bus.h says. 0, or RD_KAFKA_RESP_ERR__INVALID_ARG
+ * headers (only the extra headers for a verbatim record). Missing fields are filled in as bus.h
+ * says. 0, or RD_KAFKA_RESP_ERR__INVALID_ARG
  * with a message when the record cannot be sent (no topic, no ce_type). */
 int bus_headers_build(rd_kafka_headers_t *h, const bus_record *r, const char *source,
                       int64_t now_ms, char *err, size_t errlen);

@@ -227,9 +227,18 @@ int bus_produce(bus_producer *p, const bus_record *r, bus_delivery_cb cb, void *
 {
     if (!p || !r) return RD_KAFKA_RESP_ERR__INVALID_ARG;
     if (p->closing) return RD_KAFKA_RESP_ERR__STATE;
-    rd_kafka_headers_t *h = rd_kafka_headers_new(8 + r->nheaders);
     char err[256];
-    int rc = bus_headers_build(h, r, p->source, core_now_unix_ms(), err, sizeof err);
+    int rc = 0;
+    rd_kafka_headers_t *h = NULL;
+    if (!r->topic || !r->topic[0]) {
+        snprintf(err, sizeof err, "bus_record without a topic");
+        rc = RD_KAFKA_RESP_ERR__INVALID_ARG;
+    } else if (!r->verbatim || r->nheaders) {
+        /* A verbatim record without headers goes out without a header list at all. */
+        h = rd_kafka_headers_new(r->verbatim ? r->nheaders : 8 + r->nheaders);
+        rc = bus_headers_build(h, r, p->source, r->verbatim ? 0 : core_now_unix_ms(), err,
+                               sizeof err);
+    }
     if (rc) {
         core_log_error("bus_produce: invalid record", CORE_F_STR("error", err));
     } else {
@@ -237,7 +246,7 @@ int bus_produce(bus_producer *p, const bus_record *r, bus_delivery_cb cb, void *
                                    r->value_len, h, cb, opaque);
     }
     if (rc) {
-        rd_kafka_headers_destroy(h);
+        if (h) rd_kafka_headers_destroy(h);
         if (rc != RD_KAFKA_RESP_ERR__QUEUE_FULL)
             core_counter_add(p->m_produced, 1, r->topic ? r->topic : "", "rejected");
     }

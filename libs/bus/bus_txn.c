@@ -256,10 +256,14 @@ int bus_txn_produce(bus_txn_producer *t, const bus_record *r, char *err, size_t 
         return RD_KAFKA_RESP_ERR__STATE;
     }
     rd_kafka_headers_t *h = rd_kafka_headers_new(8 + r->nheaders);
-    int rc = bus_headers_build(h, r, t->source, core_now_unix_ms(), err, errlen);
+    int rc = bus_headers_build(h, r, t->source, r->verbatim ? 0 : core_now_unix_ms(), err, errlen);
     if (rc) {
         rd_kafka_headers_destroy(h);
         return rc;
+    }
+    if (r->verbatim && !r->nheaders) {
+        rd_kafka_headers_destroy(h); /* bare: no header list at all */
+        h = NULL;
     }
     rd_kafka_resp_err_t e = rd_kafka_producev(
         t->cl.rk, RD_KAFKA_V_TOPIC(r->topic), RD_KAFKA_V_PARTITION(r->partition),
@@ -267,7 +271,7 @@ int bus_txn_produce(bus_txn_producer *t, const bus_record *r, char *err, size_t 
         RD_KAFKA_V_VALUE((void *)r->value, r->value ? r->value_len : 0), RD_KAFKA_V_HEADERS(h),
         RD_KAFKA_V_END);
     if (e) {
-        rd_kafka_headers_destroy(h);
+        if (h) rd_kafka_headers_destroy(h);
         snprintf(err, errlen, "produce to %s: %s", r->topic, rd_kafka_err2str(e));
         return e;
     }

@@ -1,11 +1,13 @@
 #include "core.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 
-void core_random_bytes(void *buf, size_t len)
+static void id_getrandom(void *buf, size_t len)
 {
     uint8_t *p = buf;
     while (len > 0) {
@@ -17,6 +19,56 @@ void core_random_bytes(void *buf, size_t len)
         p += n;
         len -= (size_t)n;
     }
+}
+
+/*
+ * Ids are made per record and per request: one getrandom(2) each was a system call per id.
+ * Each thread keeps a block of getrandom output and hands it out once (every byte still comes
+ * from the kernel's CSPRNG, none is used twice, and handed-out bytes are wiped). A forked child
+ * must not repeat its parent's block: fork() bumps a generation (pthread_atfork), and a block
+ * from an older generation is thrown away.
+ */
+#define ID_RAND_BLOCK 2048
+
+static atomic_uint id_fork_gen = 1;
+static pthread_once_t id_atfork_once = PTHREAD_ONCE_INIT;
+static _Thread_local struct {
+    uint8_t buf[ID_RAND_BLOCK];
+    size_t pos; /* bytes of buf already handed out */
+    unsigned gen;
+} id_rand;
+
+static void id_after_fork_child(void)
+{
+    atomic_fetch_add(&id_fork_gen, 1);
+}
+
+static void id_atfork_register(void)
+{
+    if (pthread_atfork(NULL, NULL, id_after_fork_child) != 0) abort();
+}
+
+void core_random_bytes(void *buf, size_t len)
+{
+    if (len >= ID_RAND_BLOCK / 4) {
+        id_getrandom(buf, len);
+        return;
+    }
+    unsigned gen = atomic_load_explicit(&id_fork_gen, memory_order_relaxed);
+    if (id_rand.gen != gen) {
+        pthread_once(&id_atfork_once, id_atfork_register);
+        gen = atomic_load(&id_fork_gen);
+        memset(id_rand.buf, 0, sizeof id_rand.buf);
+        id_rand.pos = sizeof id_rand.buf; /* empty: refill below */
+        id_rand.gen = gen;
+    }
+    if (len > sizeof id_rand.buf - id_rand.pos) {
+        id_getrandom(id_rand.buf, sizeof id_rand.buf);
+        id_rand.pos = 0;
+    }
+    memcpy(buf, id_rand.buf + id_rand.pos, len);
+    memset(id_rand.buf + id_rand.pos, 0, len);
+    id_rand.pos += len;
 }
 
 static const char id_hex[] = "0123456789abcdef";

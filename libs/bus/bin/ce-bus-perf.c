@@ -2,7 +2,7 @@
  * ce-bus-perf: libs/bus throughput, measured the way Kafka's own tools measure it.
  *
  *   ce-bus-perf produce --brokers B --topic T --num-records N --record-size S [--acks all]
- *                       [--linger-ms MS] [--batch-size BYTES] [--queue-max N]
+ *                       [--raw] [--linger-ms MS] [--batch-size BYTES] [--queue-max N]
  *                       [-X key=value ...]
  *   ce-bus-perf consume --brokers B --topic T --num-records N [--group G] [--timeout-ms MS]
  *                       [-X key=value ...]
@@ -16,9 +16,11 @@
  *   RESULT records_per_sec=<x> mb_per_sec=<y>
  *
  * MB is 1024 * 1024 bytes of record values, as in Kafka's tools. The measured path is the one
- * services use: bus_produce with CloudEvents headers and a delivery callback per record, and a
- * bus_consumer handler that answers BUS_OK per message (offset stored per message), all on one
- * libuv loop.
+ * services use: bus_produce with a delivery callback per record, and a bus_consumer handler that
+ * answers BUS_OK per message (its offset stored only after that), all on one libuv loop. By
+ * default every record carries the CloudEvents envelope (seven headers); --raw sends verbatim
+ * records (bus_record.verbatim: value only, no headers), which is what ProducerPerformance
+ * sends, for a like-for-like comparison.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -32,6 +34,7 @@
 
 typedef struct opts {
     const char *mode, *brokers, *topic, *group;
+    bool raw;
     int64_t num_records, record_size, timeout_ms;
     int linger_ms, batch_size, queue_max;
     const char *extra[2 * MAX_EXTRA + 1];
@@ -43,8 +46,8 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: ce-bus-perf produce --brokers B --topic T --num-records N --record-size S\n"
-            "                           [--acks all] [--linger-ms MS] [--batch-size BYTES]\n"
-            "                           [--queue-max N] [-X key=value ...]\n"
+            "                           [--acks all] [--raw] [--linger-ms MS]\n"
+            "                           [--batch-size BYTES] [--queue-max N] [-X key=value ...]\n"
             "       ce-bus-perf consume --brokers B --topic T --num-records N [--group G]\n"
             "                           [--timeout-ms MS] [-X key=value ...]\n");
     exit(2);
@@ -71,6 +74,10 @@ static void parse(int argc, char **argv, opts *o)
     o->timeout_ms = 60000;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
+        if (strcmp(a, "--raw") == 0) {
+            o->raw = true;
+            continue;
+        }
         if (i + 1 >= argc) usage();
         const char *v = argv[++i];
         if (strcmp(a, "--brokers") == 0 || strcmp(a, "--bootstrap-server") == 0) {
@@ -249,7 +256,8 @@ static int run_produce(const opts *o)
                           .partition = BUS_PARTITION_ANY,
                           .value = payload,
                           .value_len = size,
-                          .ce_type = "contentengine.perf.record.v1"};
+                          .ce_type = "contentengine.perf.record.v1",
+                          .verbatim = o->raw};
     r->sent_ns = calloc((size_t)r->n, sizeof *r->sent_ns);
     r->latency_us = calloc((size_t)r->n, sizeof *r->latency_us);
     if (!r->sent_ns || !r->latency_us) abort();

@@ -140,6 +140,41 @@ static void test_build_explicit_fields_and_extras(void **state)
     rd_kafka_headers_destroy(h);
 }
 
+/* A verbatim record carries only the caller's headers, in order and with duplicates, and needs
+ * no ce_type; without headers it carries none at all. */
+static void test_build_verbatim(void **state)
+{
+    (void)state;
+    core_log_set_trace("4bf92f3577b34da6a3ce929d0e0e4736");
+    bus_header orig[] = {{"ce_id", "orig-id", 7}, {"x-a", "1", 1}, {"x-a", "2", 1}};
+    bus_record r = {
+        .topic = "t", .ce_id = "ignored", .headers = orig, .nheaders = 3, .verbatim = true};
+    rd_kafka_headers_t *h = rd_kafka_headers_new(8);
+    char err[128];
+    assert_int_equal(bus_headers_build(h, &r, "s", 1, err, sizeof err), 0);
+    assert_int_equal(rd_kafka_header_cnt(h), 3);
+    const char *name;
+    const void *v;
+    size_t n;
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(rd_kafka_header_get_all(h, i, &name, &v, &n), 0);
+        assert_string_equal(name, orig[i].name);
+        assert_int_equal(n, orig[i].len);
+        assert_memory_equal(v, orig[i].value, n);
+    }
+    rd_kafka_headers_destroy(h);
+
+    bus_record bare = {.topic = "t", .verbatim = true};
+    h = rd_kafka_headers_new(8);
+    assert_int_equal(bus_headers_build(h, &bare, "s", 1, err, sizeof err), 0);
+    assert_int_equal(rd_kafka_header_cnt(h), 0);
+    bus_record no_topic = {.verbatim = true};
+    assert_int_equal(bus_headers_build(h, &no_topic, "s", 1, err, sizeof err),
+                     RD_KAFKA_RESP_ERR__INVALID_ARG);
+    rd_kafka_headers_destroy(h);
+    core_log_set_trace(NULL);
+}
+
 static void test_build_bad_traceparent_is_replaced(void **state)
 {
     (void)state;
@@ -349,6 +384,7 @@ int main(void)
         cmocka_unit_test(test_build_fills_in_defaults),
         cmocka_unit_test(test_build_uses_log_trace),
         cmocka_unit_test(test_build_explicit_fields_and_extras),
+        cmocka_unit_test(test_build_verbatim),
         cmocka_unit_test(test_build_bad_traceparent_is_replaced),
         cmocka_unit_test(test_build_rejects_invalid_records),
         cmocka_unit_test(test_parse_round_trip),

@@ -269,6 +269,63 @@ static void test_uuid_v7(void **state)
     assert_false(core_uuid_parse("0189e8a0-7b1c-7xyz-8000-000000000000", &u));
 }
 
+/* core_random_bytes hands out a buffered block: no byte twice, large requests too, and a forked
+ * child must not replay the parent's buffered bytes. */
+static void test_random_bytes_unique_and_fork_safe(void **state)
+{
+    (void)state;
+    uint8_t a[16], b[16], big[5000];
+    core_random_bytes(a, sizeof a); /* the block is now buffered in this thread */
+    core_random_bytes(b, sizeof b);
+    assert_memory_not_equal(a, b, sizeof a);
+    core_random_bytes(big, sizeof big);
+    assert_memory_not_equal(big, big + 16, 16);
+    for (int i = 0; i < 1000; i++) { /* across refills */
+        core_random_bytes(a, sizeof a);
+        assert_memory_not_equal(a, b, sizeof a);
+        memcpy(b, a, sizeof a);
+    }
+
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    core_random_bytes(a, 1); /* leave a partly used block behind */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        uint8_t c[32];
+        core_random_bytes(c, sizeof c);
+        _exit(write(fds[1], c, sizeof c) == (ssize_t)sizeof c ? 0 : 1);
+    }
+    close(fds[1]);
+    uint8_t child[32], parent[32];
+    assert_int_equal(read(fds[0], child, sizeof child), (ssize_t)sizeof child);
+    close(fds[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    core_random_bytes(parent, sizeof parent);
+    assert_memory_not_equal(child, parent, sizeof parent);
+
+    /* Ids made on both sides of a fork differ too. */
+    char id_parent[CORE_UUID_STRLEN + 1], id_child[CORE_UUID_STRLEN + 1] = {0};
+    assert_int_equal(pipe(fds), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char id[CORE_UUID_STRLEN + 1];
+        core_span_id_new(id); /* same shape of draws as the parent's below */
+        core_uuid_v7_string(id);
+        _exit(write(fds[1], id, sizeof id) == (ssize_t)sizeof id ? 0 : 1);
+    }
+    close(fds[1]);
+    assert_int_equal(read(fds[0], id_child, sizeof id_child), (ssize_t)sizeof id_child);
+    close(fds[0]);
+    waitpid(pid, &status, 0);
+    core_span_id_new(id_parent);
+    core_uuid_v7_string(id_parent);
+    assert_string_not_equal(id_parent + 19, id_child + 19); /* the random tail */
+}
+
 static void test_traceparent(void **state)
 {
     (void)state;
@@ -353,6 +410,7 @@ int main(void)
         cmocka_unit_test(test_log_json_lines),
         cmocka_unit_test(test_metrics_render),
         cmocka_unit_test(test_uuid_v7),
+        cmocka_unit_test(test_random_bytes_unique_and_fork_safe),
         cmocka_unit_test(test_traceparent),
         cmocka_unit_test(test_rfc3339),
         cmocka_unit_test(test_backoff_full_jitter),

@@ -68,7 +68,7 @@ static TU_UNUSED bool tu_run(uv_loop_t *loop, void (*fn)(void *), void *arg)
 {
     tu_job j;
     tu_start(&j, fn, arg);
-    return tu_finish(loop, &j, 15000);
+    return tu_finish(loop, &j, 30000); /* above any client timeout */
 }
 
 /* ---------------------------------------------------------------- libcurl client */
