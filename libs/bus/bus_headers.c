@@ -88,6 +88,34 @@ void bus_trace_id_new(char out[CORE_TRACE_ID_LEN + 1])
     bus_random_hex_nonzero(out, CORE_TRACE_ID_LEN / 2);
 }
 
+static uint64_t bus_mix64(uint64_t x)
+{
+    /* splitmix64's finalizer: every input bit affects every output bit. */
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+/* A record that arrived without a traceparent gets a trace id derived from where it sits in the
+ * log, not a random one: each redelivery and retry of that record then logs under the same id,
+ * and no randomness is spent per message on the consumer's hot path. */
+void bus_trace_id_from_position(char out[CORE_TRACE_ID_LEN + 1], const char *topic,
+                                int32_t partition, int64_t offset)
+{
+    static const char hex[] = "0123456789abcdef";
+    uint64_t h = 1469598103934665603ull; /* FNV-1a of the topic name */
+    for (const char *p = topic ? topic : ""; *p; p++)
+        h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    uint64_t hi = bus_mix64(h ^ (uint64_t)(uint32_t)partition);
+    uint64_t lo = bus_mix64(hi ^ (uint64_t)offset) | 1; /* never all zero (W3C) */
+    for (int i = 0; i < 16; i++) {
+        out[i] = hex[(hi >> (60 - 4 * i)) & 15];
+        out[16 + i] = hex[(lo >> (60 - 4 * i)) & 15];
+    }
+    out[CORE_TRACE_ID_LEN] = '\0';
+}
+
 void bus_format_time(int64_t unix_ms, char out[CORE_RFC3339_LEN + 1])
 {
     static int64_t cached_sec = INT64_MIN;
@@ -273,7 +301,7 @@ void bus_headers_parse(bus_msg_internal *mi, const rd_kafka_headers_t *hdrs)
         memcpy(m->trace_id, m->traceparent + 3, CORE_TRACE_ID_LEN);
         m->trace_id[CORE_TRACE_ID_LEN] = '\0';
     } else {
-        bus_trace_id_new(m->trace_id);
+        bus_trace_id_from_position(m->trace_id, m->topic, m->partition, m->offset);
     }
 }
 

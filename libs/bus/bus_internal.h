@@ -17,6 +17,8 @@ void bus_uuid_v7_string(char out[CORE_UUID_STRLEN + 1]);
 void bus_uuid_v7_at(int64_t now_ms, char out[CORE_UUID_STRLEN + 1]);
 void bus_span_id_new(char out[CORE_SPAN_ID_LEN + 1]);
 void bus_trace_id_new(char out[CORE_TRACE_ID_LEN + 1]);
+void bus_trace_id_from_position(char out[CORE_TRACE_ID_LEN + 1], const char *topic,
+                                int32_t partition, int64_t offset);
 /* core_format_rfc3339 with the per-second part cached. */
 void bus_format_time(int64_t unix_ms, char out[CORE_RFC3339_LEN + 1]);
 

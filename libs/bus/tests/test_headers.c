@@ -244,6 +244,9 @@ static void test_parse_missing_headers(void **state)
     (void)state;
     bus_msg_internal mi;
     memset(&mi, 0x5a, sizeof mi);
+    mi.msg.topic = "t"; /* set by bus_message_from_rkm before parsing */
+    mi.msg.partition = 2;
+    mi.msg.offset = 77;
     bus_headers_parse(&mi, NULL);
     assert_string_equal(mi.msg.ce_id, "");
     assert_string_equal(mi.msg.ce_type, "");
@@ -378,6 +381,30 @@ static void test_span_and_trace_ids(void **state)
     }
 }
 
+/* Untraced records get a trace id from their log position: stable across redeliveries, distinct
+ * between records, and a valid W3C id. */
+static void test_trace_id_from_position(void **state)
+{
+    (void)state;
+    char a[CORE_TRACE_ID_LEN + 1], b[CORE_TRACE_ID_LEN + 1], c[CORE_TRACE_ID_LEN + 1];
+    char d[CORE_TRACE_ID_LEN + 1], tp[CORE_TRACEPARENT_LEN + 1];
+    bus_trace_id_from_position(a, "content.items", 3, 1234);
+    bus_trace_id_from_position(b, "content.items", 3, 1234);
+    bus_trace_id_from_position(c, "content.items", 3, 1235);
+    bus_trace_id_from_position(d, "content.itemz", 3, 1234);
+    assert_string_equal(a, b);
+    assert_string_not_equal(a, c);
+    assert_string_not_equal(a, d);
+    bus_trace_id_from_position(d, "content.items", 4, 1234);
+    assert_string_not_equal(a, d);
+    char t[CORE_TRACE_ID_LEN + 1], sp[CORE_SPAN_ID_LEN + 1];
+    core_traceparent_format(tp, a, "00f067aa0ba902b7", 1);
+    assert_true(core_traceparent_parse(tp, t, sp, NULL)); /* lower-case hex, not all zero */
+    bus_trace_id_from_position(a, "", 0, 0);
+    core_traceparent_format(tp, a, "00f067aa0ba902b7", 1);
+    assert_true(core_traceparent_parse(tp, t, sp, NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -394,6 +421,7 @@ int main(void)
         cmocka_unit_test(test_uuid_v7_unique_and_increasing),
         cmocka_unit_test(test_format_time_matches_core),
         cmocka_unit_test(test_span_and_trace_ids),
+        cmocka_unit_test(test_trace_id_from_position),
     };
     return cmocka_run_group_tests_name("bus_headers", tests, NULL, NULL);
 }
