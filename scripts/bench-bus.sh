@@ -11,7 +11,8 @@
 # Informational: the bus producer with the CloudEvents envelope (seven headers per record) and
 # the bus consumer reading those enveloped records; the Kafka tools have no such mode.
 #
-#   BENCH_RECORDS (default 5000000: short runs flatter neither side less)  BENCH_RECORD_SIZE (100)  BENCH_PARTITIONS (6)
+#   BENCH_RECORDS (5000000: long enough that JVM warm-up does not decide the result)
+#   BENCH_RECORD_SIZE (100)  BENCH_PARTITIONS (6)
 #   BENCH_ROUNDS (3: every measurement runs this many times, the order alternating between the
 #   two sides each round so background noise hits both). The ratio that counts compares medians:
 #   ConsumerPerformance swings by 2x between identical runs here (JIT, GC), and a best-of ratio
