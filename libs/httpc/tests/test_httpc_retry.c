@@ -322,8 +322,10 @@ static void test_deadline_stops_retries(void **state)
                             .backoff_max_ms = 100,
                             .deadline_ms = 300};
     fx_fetch(&e.loop, e.c, &o, &r);
-    /* The last real answer comes back once another wait would pass the deadline. */
-    assert_int_equal(r.status, 503);
+    /* No wait that would pass the deadline is started, so the last real answer comes back; on
+     * a loaded machine an attempt already under way when the deadline arrives is cut off by
+     * it instead, as a timeout. Either way the retries stopped. */
+    if (r.status != 503) assert_int_equal(r.error, HTTPC_ERR_TIMEOUT);
     assert_true(r.attempts >= 1 && r.attempts < 50);
     assert_int_equal(fx_hits(&srv, key), (int)r.attempts);
     fx_result_free(&r);
