@@ -100,7 +100,7 @@ static int compare_ids(const void *a, const void *b)
 static uint32_t *in_source_order(const selection *sel, size_t count)
 {
     uint32_t *ids = sel->picked + sel->n - count;
-    qsort(ids, count, sizeof *ids, compare_ids);
+    if (count > 1) qsort(ids, count, sizeof *ids, compare_ids);
     return ids;
 }
 

@@ -305,7 +305,8 @@ provider_error local_corpus_build(local_corpus *c, const provider_request *req,
             }
             tc.n = 0;
             local_tokenize(text, len, collect_term, &tc);
-            qsort(tc.ids, tc.n, sizeof *tc.ids, compare_ids);
+            if (tc.n > 1)
+                qsort(tc.ids, tc.n, sizeof *tc.ids, compare_ids); /* ids is NULL when n is 0 */
             size_t distinct = 0;
             for (size_t t = 0; t < tc.n; t++)
                 if (distinct == 0 || tc.ids[distinct - 1] != tc.ids[t])

@@ -112,7 +112,7 @@ static void build_graph(const local_corpus *c, graph *g)
             }
         }
         /* neighbours in ascending order, so every sum below runs in one fixed order */
-        qsort(touched, ntouched, sizeof *touched, compare_ids);
+        if (ntouched > 1) qsort(touched, ntouched, sizeof *touched, compare_ids);
         for (size_t k = 0; k < ntouched; k++) {
             uint32_t j = touched[k];
             double norm = log(1.0 + si->nterms) + log(1.0 + c->sentences[j].nterms);
