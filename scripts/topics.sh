@@ -23,8 +23,10 @@ until printf '%s\n' "$token" |
     ((SECONDS < deadline)) || die "readiness: could not produce to $TOPIC on $KAFKA_BOOTSTRAP within ${READY_TIMEOUT}s"
     sleep 1
 done
-# Read the tail of the (single-partition) topic until our token shows up.
-until kcat -C -b "$KAFKA_BOOTSTRAP" -t "$TOPIC" -o -50 -e -q -f '%s\n' 2>/dev/null |
+# Read the (single-partition, one-hour) topic until our token shows up. From the beginning, not
+# a tail: once retention has deleted old records, a tail offset below the log start makes the
+# consumer jump to the end and skip the token.
+until kcat -C -b "$KAFKA_BOOTSTRAP" -t "$TOPIC" -o beginning -e -q -f '%s\n' 2>/dev/null |
     grep -qxF "$token"; do
     ((SECONDS < deadline)) || die "readiness: produced to $TOPIC but could not read it back within ${READY_TIMEOUT}s"
     sleep 0.5
