@@ -16,6 +16,7 @@
 
 #include "bus.h"
 #include "contentengine/v1/platform.pb-c.h"
+#include "bus_test.h"
 #include "test_support.h"
 
 static const char *brokers;
@@ -23,35 +24,11 @@ static uv_loop_t loop;
 
 /* ---------------------------------------------------------------- helpers */
 
-#define MAX_TOPICS 64
-static char created[MAX_TOPICS][128];
-static int ncreated;
-
-typedef struct waiter {
-    bool done;
-    char err[512];
-} waiter;
-
-static void on_admin(void *data, const char *err)
-{
-    waiter *w = data;
-    w->done = true;
-    snprintf(w->err, sizeof w->err, "%s", err ? err : "");
-}
-
-static bool waiter_done(void *data)
-{
-    return ((waiter *)data)->done;
-}
+static ts_bus_topics created; /* deleted by group_teardown */
 
 static void make_topic(char *name, size_t size, const char *prefix, int partitions)
 {
-    ts_unique_name(name, size, prefix);
-    waiter w = {0};
-    bus_admin_create_topic(&loop, brokers, name, partitions, NULL, on_admin, &w);
-    assert_true(ts_run_until(&loop, waiter_done, &w, 30000));
-    assert_string_equal(w.err, "");
-    if (ncreated < MAX_TOPICS) snprintf(created[ncreated++], sizeof created[0], "%s", name);
+    ts_bus_make_topic(&loop, brokers, name, size, prefix, partitions, NULL, &created);
 }
 
 static bus_producer *new_producer(void)
@@ -113,34 +90,14 @@ static void wait_delivered(dr_counts *d, int n)
     assert_int_equal(d->failed, 0);
 }
 
-static void on_closed(void *data)
-{
-    *(bool *)data = true;
-}
-
-static void on_producer_closed(void *data, size_t remaining)
-{
-    assert_int_equal(remaining, 0);
-    *(bool *)data = true;
-}
-
-static bool flag_set(void *data)
-{
-    return *(bool *)data;
-}
-
 static void close_consumer(bus_consumer *c)
 {
-    bool closed = false;
-    bus_consumer_close(c, on_closed, &closed);
-    assert_true(ts_run_until(&loop, flag_set, &closed, 60000));
+    ts_bus_close_consumer(&loop, c, 60000);
 }
 
 static void close_producer(bus_producer *p)
 {
-    bool closed = false;
-    bus_producer_close(p, 10000, on_producer_closed, &closed);
-    assert_true(ts_run_until(&loop, flag_set, &closed, 30000));
+    ts_bus_close_producer(&loop, p);
 }
 
 /* The group's committed offset for partition 0 of topic, read with a plain client. */
@@ -634,11 +591,11 @@ static void test_graceful_close_commits_and_resumes(void **state)
     assert_int_equal(r->n, 6); /* one message at a time: nothing while m5 is held */
 
     bool closed = false;
-    bus_consumer_close(c, on_closed, &closed);
+    bus_consumer_close(c, ts_set_flag, &closed);
     ts_run_for(&loop, 300);
     assert_false(closed); /* waits for the handler */
     bus_done(r->held_c, r->held_m, BUS_OK, NULL);
-    assert_true(ts_run_until(&loop, flag_set, &closed, 60000));
+    assert_true(ts_run_until(&loop, ts_flag_set, &closed, 60000));
     assert_int_equal(r->n, 6);
     assert_int_equal(committed_offset(group, topic), 6);
 
@@ -843,43 +800,17 @@ static int group_setup(void **state)
     return 0;
 }
 
-static void on_deleted(void *data, const char *err)
-{
-    (void)err;
-    (*(int *)data)--;
-}
-
-static bool all_deleted(void *data)
-{
-    return *(int *)data == 0;
-}
-
 static int group_teardown(void **state)
 {
     (void)state;
-    int pending = ncreated;
-    for (int i = 0; i < ncreated; i++)
-        bus_admin_delete_topic(&loop, brokers, created[i], on_deleted, &pending);
-    ts_run_until(&loop, all_deleted, &pending, 60000);
-    ts_loop_close_all(&loop);
-    uv_loop_close(&loop);
+    ts_bus_teardown(&loop, brokers, &created);
     return 0;
-}
-
-static void test_needs_kafka(void **state)
-{
-    (void)state;
-    skip();
 }
 
 int main(void)
 {
     brokers = ts_env("KAFKA_BROKERS");
-    if (!brokers) {
-        printf("SKIP bus_consume: KAFKA_BROKERS is not set\n");
-        const struct CMUnitTest skipped[] = {cmocka_unit_test(test_needs_kafka)};
-        return cmocka_run_group_tests_name("bus_consume", skipped, NULL, NULL);
-    }
+    if (!brokers) return ts_bus_skip_all("bus_consume");
     core_log_init("bus_consume", CORE_LOG_ERROR);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_produce_and_consume_with_headers),

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "bus.h"
+#include "bus_test.h"
 #include "test_support.h"
 
 extern char **environ;
@@ -28,30 +29,11 @@ static const char *brokers;
 static uv_loop_t loop;
 static char topic[128], topic_in[128];
 
-typedef struct waiter {
-    bool done;
-    char err[512];
-} waiter;
-
-static void on_admin(void *data, const char *err)
-{
-    waiter *w = data;
-    w->done = true;
-    snprintf(w->err, sizeof w->err, "%s", err ? err : "");
-}
-
-static bool waiter_done(void *data)
-{
-    return ((waiter *)data)->done;
-}
+static ts_bus_topics created; /* deleted by group_teardown */
 
 static void make_topic(char *name, size_t size, const char *prefix)
 {
-    ts_unique_name(name, size, prefix);
-    waiter w = {0};
-    bus_admin_create_topic(&loop, brokers, name, 2, NULL, on_admin, &w);
-    assert_true(ts_run_until(&loop, waiter_done, &w, 30000));
-    assert_string_equal(w.err, "");
+    ts_bus_make_topic(&loop, brokers, name, size, prefix, 2, NULL, &created);
 }
 
 /* Runs argv, feeding `input` (may be NULL) to its stdin; returns its stdout (free it). */
@@ -97,17 +79,6 @@ static char *run(char *const argv[], const char *input, int *status)
     }
     core_buf_puts(&b, "");
     return core_buf_steal(&b, NULL);
-}
-
-static void on_producer_closed(void *data, size_t remaining)
-{
-    assert_int_equal(remaining, 0);
-    *(bool *)data = true;
-}
-
-static bool flag_set(void *data)
-{
-    return *(bool *)data;
 }
 
 static void on_dr(void *opaque, int err, const char *errstr, int32_t partition, int64_t offset)
@@ -215,9 +186,7 @@ static void test_kcat_reads_what_the_bus_wrote(void **state)
     assert_int_equal(n, 5);
     free(out);
 
-    bool closed = false;
-    bus_producer_close(p, 10000, on_producer_closed, &closed);
-    assert_true(ts_run_until(&loop, flag_set, &closed, 30000));
+    ts_bus_close_producer(&loop, p);
 }
 
 typedef struct got {
@@ -243,11 +212,6 @@ static void handler(bus_consumer *c, const bus_message *m, void *data)
 static bool got_two(void *data)
 {
     return ((got *)data)->n >= 2;
-}
-
-static void on_closed(void *data)
-{
-    *(bool *)data = true;
 }
 
 static void test_bus_reads_what_kcat_wrote(void **state)
@@ -289,9 +253,7 @@ static void test_bus_reads_what_kcat_wrote(void **state)
         assert_string_equal(g.ce_id[i], "kcat-1");
         assert_string_equal(g.trace_id[i], "4bf92f3577b34da6a3ce929d0e0e4736");
     }
-    bool closed = false;
-    bus_consumer_close(c, on_closed, &closed);
-    assert_true(ts_run_until(&loop, flag_set, &closed, 30000));
+    ts_bus_close_consumer(&loop, c, 30000);
 }
 
 static int group_setup(void **state)
@@ -303,43 +265,17 @@ static int group_setup(void **state)
     return 0;
 }
 
-static void on_deleted(void *data, const char *err)
-{
-    (void)err;
-    (*(int *)data)--;
-}
-
-static bool all_deleted(void *data)
-{
-    return *(int *)data == 0;
-}
-
 static int group_teardown(void **state)
 {
     (void)state;
-    int pending = 2;
-    bus_admin_delete_topic(&loop, brokers, topic, on_deleted, &pending);
-    bus_admin_delete_topic(&loop, brokers, topic_in, on_deleted, &pending);
-    ts_run_until(&loop, all_deleted, &pending, 60000);
-    ts_loop_close_all(&loop);
-    uv_loop_close(&loop);
+    ts_bus_teardown(&loop, brokers, &created);
     return 0;
-}
-
-static void test_needs_kafka(void **state)
-{
-    (void)state;
-    skip();
 }
 
 int main(void)
 {
     brokers = ts_env("KAFKA_BROKERS");
-    if (!brokers) {
-        printf("SKIP bus_kcat: KAFKA_BROKERS is not set\n");
-        const struct CMUnitTest skipped[] = {cmocka_unit_test(test_needs_kafka)};
-        return cmocka_run_group_tests_name("bus_kcat", skipped, NULL, NULL);
-    }
+    if (!brokers) return ts_bus_skip_all("bus_kcat");
     core_log_init("bus_kcat", CORE_LOG_ERROR);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kcat_reads_what_the_bus_wrote),

@@ -17,14 +17,13 @@
 
 #include "bus.h"
 #include "contentengine/v1/platform.pb-c.h"
+#include "bus_test.h"
 #include "test_support.h"
 
 static const char *brokers;
 static uv_loop_t loop;
 
-#define MAX_TOPICS 16
-static char created[MAX_TOPICS][128];
-static int ncreated;
+static ts_bus_topics created; /* deleted by group_teardown */
 
 typedef struct waiter {
     bool done;
@@ -35,13 +34,6 @@ typedef struct waiter {
     size_t len;
 } waiter;
 
-static void on_admin(void *data, const char *err)
-{
-    waiter *w = data;
-    w->done = true;
-    snprintf(w->err, sizeof w->err, "%s", err ? err : "");
-}
-
 static bool waiter_done(void *data)
 {
     return ((waiter *)data)->done;
@@ -50,12 +42,7 @@ static bool waiter_done(void *data)
 static void make_topic(char *name, size_t size, const char *prefix, int partitions,
                        const char *const *config)
 {
-    ts_unique_name(name, size, prefix);
-    waiter w = {0};
-    bus_admin_create_topic(&loop, brokers, name, partitions, config, on_admin, &w);
-    assert_true(ts_run_until(&loop, waiter_done, &w, 30000));
-    assert_string_equal(w.err, "");
-    if (ncreated < MAX_TOPICS) snprintf(created[ncreated++], sizeof created[0], "%s", name);
+    ts_bus_make_topic(&loop, brokers, name, size, prefix, partitions, config, &created);
 }
 
 static void on_txn(void *data, const char *err, bool abortable)
@@ -114,21 +101,11 @@ static void txn_begin(bus_txn_producer *t)
     if (bus_txn_begin(t, err, sizeof err) != 0) fail_msg("bus_txn_begin: %s", err);
 }
 
-static void on_closed(void *data)
-{
-    *(bool *)data = true;
-}
-
-static bool flag_set(void *data)
-{
-    return *(bool *)data;
-}
-
 static void close_txn(bus_txn_producer *t)
 {
     bool closed = false;
-    bus_txn_close(t, on_closed, &closed);
-    assert_true(ts_run_until(&loop, flag_set, &closed, 60000));
+    bus_txn_close(t, ts_set_flag, &closed);
+    assert_true(ts_run_until(&loop, ts_flag_set, &closed, 60000));
 }
 
 /* Every value of partition 0 with a plain client, at the given isolation level. */
@@ -342,43 +319,17 @@ static int group_setup(void **state)
     return 0;
 }
 
-static void on_deleted(void *data, const char *err)
-{
-    (void)err;
-    (*(int *)data)--;
-}
-
-static bool all_deleted(void *data)
-{
-    return *(int *)data == 0;
-}
-
 static int group_teardown(void **state)
 {
     (void)state;
-    int pending = ncreated;
-    for (int i = 0; i < ncreated; i++)
-        bus_admin_delete_topic(&loop, brokers, created[i], on_deleted, &pending);
-    ts_run_until(&loop, all_deleted, &pending, 60000);
-    ts_loop_close_all(&loop);
-    uv_loop_close(&loop);
+    ts_bus_teardown(&loop, brokers, &created);
     return 0;
-}
-
-static void test_needs_kafka(void **state)
-{
-    (void)state;
-    skip();
 }
 
 int main(void)
 {
     brokers = ts_env("KAFKA_BROKERS");
-    if (!brokers) {
-        printf("SKIP bus_txn: KAFKA_BROKERS is not set\n");
-        const struct CMUnitTest skipped[] = {cmocka_unit_test(test_needs_kafka)};
-        return cmocka_run_group_tests_name("bus_txn", skipped, NULL, NULL);
-    }
+    if (!brokers) return ts_bus_skip_all("bus_txn");
     core_log_init("bus_txn", CORE_LOG_ERROR);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_commit_visible_abort_not),

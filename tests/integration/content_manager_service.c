@@ -101,12 +101,6 @@ static void on_message(bus_consumer *c, const bus_message *m, void *data)
     bus_done(c, m, BUS_OK, NULL);
 }
 
-static size_t collect(char *ptr, size_t size, size_t nmemb, void *userdata)
-{
-    core_buf_append(userdata, ptr, size * nmemb);
-    return size * nmemb;
-}
-
 typedef struct resp {
     long status;
     core_buf body;
@@ -142,7 +136,7 @@ static void call(resp *out, const char *method, const char *path, const char *bo
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
     }
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, ts_curl_collect);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &out->body);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 15000L);
     if (curl_easy_perform(h) == CURLE_OK) {
@@ -339,13 +333,11 @@ static bool start_service(void)
 static int stop_service(void)
 {
     kill(svc.pid, SIGTERM);
-    int status = ts_wait(&svc, 60000);
+    int status = ts_wait_or_kill(&svc, 60000);
     char out[1 << 16] = "";
     ts_drain_fd(svc.out_fd, out, sizeof out);
-    close(svc.out_fd);
-    close(svc.err_fd);
+    ts_close_pipes(&svc);
     svc_running = false;
-    if (status == -1) kill(svc.pid, SIGKILL), ts_wait(&svc, 5000);
     if (status != 0) fprintf(stderr, "content-manager output: %s%s\n", svc_out, out);
     return status;
 }
@@ -361,22 +353,10 @@ static int group_setup(void **state)
     core_log_init("content-manager-test", CORE_LOG_WARN);
     ts_unique_name(unique, sizeof unique, "cmtest");
 
-    /* build/<variant>/tests/integration/<me> -> build/<variant>/bin/content-manager; the
-     * repository root is two levels above build/<variant>. */
-    char exe[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    exe[n > 0 ? n : 0] = '\0';
-    for (int i = 0; i < 3; i++) {
-        char *slash = strrchr(exe, '/');
-        if (slash) *slash = '\0';
-    }
-    snprintf(svc_bin, sizeof svc_bin, "%s/bin/content-manager", exe);
-    for (int i = 0; i < 2; i++) {
-        char *slash = strrchr(exe, '/');
-        if (slash) *slash = '\0';
-    }
-    snprintf(env_migrations, sizeof env_migrations,
-             "MIGRATIONS_DIR=%s/services/content-manager/migrations", exe);
+    ts_bin_path(svc_bin, sizeof svc_bin, "content-manager");
+    char migrations[4096];
+    ts_repo_path(migrations, sizeof migrations, "services/content-manager/migrations");
+    snprintf(env_migrations, sizeof env_migrations, "MIGRATIONS_DIR=%s", migrations);
 
     char err[512];
     producer = bus_producer_new(
@@ -426,8 +406,7 @@ static int group_teardown(void **state)
     if (svc_running) {
         kill(svc.pid, SIGKILL);
         ts_wait(&svc, 10000);
-        close(svc.out_fd);
-        close(svc.err_fd);
+        ts_close_pipes(&svc);
         svc_running = false;
     }
     if (consumer) {

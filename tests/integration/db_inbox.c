@@ -39,9 +39,7 @@ static int teardown(void **state)
 {
     env *e = *state;
     if (!e) return 0;
-    dbt_pool_close(&e->loop, e->admin);
-    ts_loop_close_all(&e->loop);
-    uv_loop_close(&e->loop);
+    dbt_close_admin_and_loop(&e->loop, e->admin);
     free(e);
     return 0;
 }
@@ -50,11 +48,8 @@ static int fresh(void **state)
 {
     env *e = *state;
     if (!e) return 0;
-    dbt_schema_name(e->schema, sizeof e->schema, "dbinbox");
-    if (!dbt_schema_exec(&e->loop, e->admin, e->schema, true)) return -1;
-    e->pool = dbt_pool(&e->loop, e->schema, 2);
-    dbt_mig m = dbt_migrate(&e->loop, e->pool, NULL);
-    if (m.err[0]) return -1;
+    if (!dbt_fresh_schema(&e->loop, e->admin, e->schema, sizeof e->schema, "dbinbox", 2, &e->pool))
+        return -1;
     dbt_res r =
         dbt_query(&e->loop, e->pool,
                   "CREATE TABLE counters (id text PRIMARY KEY, n integer NOT NULL)", 0, NULL);
@@ -86,20 +81,13 @@ static int cleanup(void **state)
     if (!e) return 0;
     bool closed = false;
     bus_producer_close(e->producer, 5000, producer_closed, &closed);
-    ts_run_until(&e->loop, dbt_flag, &closed, DBT_TIMEOUT_MS);
-    dbt_pool_close(&e->loop, e->pool);
-    dbt_schema_exec(&e->loop, e->admin, e->schema, false);
+    ts_run_until(&e->loop, ts_flag_set, &closed, DBT_TIMEOUT_MS);
+    dbt_drop_schema(&e->loop, e->admin, e->pool, e->schema);
     dbt_delete_topic(&e->loop, e->topic);
     return 0;
 }
 
-#define ENV_OR_SKIP()                                                                              \
-    env *e = *state;                                                                               \
-    if (!e) {                                                                                      \
-        DBT_SKIP_WITHOUT("PLATFORM_TEST_DATABASE_URL");                                            \
-        DBT_SKIP_WITHOUT("KAFKA_BROKERS");                                                         \
-        return;                                                                                    \
-    }
+#define ENV_OR_SKIP() DBT_ENV_OR_SKIP("PLATFORM_TEST_DATABASE_URL", "KAFKA_BROKERS")
 
 /* ---------------------------------------------------------------- producing */
 
@@ -275,7 +263,7 @@ static void consumer_close(env *e, bus_consumer *c)
 {
     bool closed = false;
     bus_consumer_close(c, consumer_closed, &closed);
-    assert_true(ts_run_until(&e->loop, dbt_flag, &closed, DBT_TIMEOUT_MS));
+    assert_true(ts_run_until(&e->loop, ts_flag_set, &closed, DBT_TIMEOUT_MS));
 }
 
 static void run_case(env *e, bool fail_once)

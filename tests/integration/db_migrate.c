@@ -68,22 +68,14 @@ static int teardown(void **state)
 {
     env *e = *state;
     if (!e) return 0;
-    dbt_pool_close(&e->loop, e->pool);
-    dbt_schema_exec(&e->loop, e->admin, e->schema, false);
-    dbt_pool_close(&e->loop, e->admin);
+    dbt_drop_schema(&e->loop, e->admin, e->pool, e->schema);
     remove_dir(e->dir);
-    ts_loop_close_all(&e->loop);
-    uv_loop_close(&e->loop);
+    dbt_close_admin_and_loop(&e->loop, e->admin);
     free(e);
     return 0;
 }
 
-#define ENV_OR_SKIP()                                                                              \
-    env *e = *state;                                                                               \
-    if (!e) {                                                                                      \
-        DBT_SKIP_WITHOUT("PLATFORM_TEST_DATABASE_URL");                                            \
-        return;                                                                                    \
-    }
+#define ENV_OR_SKIP() DBT_ENV_OR_SKIP("PLATFORM_TEST_DATABASE_URL")
 
 static int64_t count(env *e, const char *sql)
 {
@@ -232,8 +224,7 @@ static int reset(void **state)
     env *e = *state;
     if (!e) return 0;
     /* a fresh schema and directory for every test */
-    dbt_pool_close(&e->loop, e->pool);
-    dbt_schema_exec(&e->loop, e->admin, e->schema, false);
+    dbt_drop_schema(&e->loop, e->admin, e->pool, e->schema);
     remove_dir(e->dir);
     snprintf(e->dir, sizeof e->dir, "/tmp/db-migrate-XXXXXX");
     if (!mkdtemp(e->dir)) return -1;

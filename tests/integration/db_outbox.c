@@ -59,9 +59,7 @@ static int teardown(void **state)
 {
     env *e = *state;
     if (!e) return 0;
-    dbt_pool_close(&e->loop, e->admin);
-    ts_loop_close_all(&e->loop);
-    uv_loop_close(&e->loop);
+    dbt_close_admin_and_loop(&e->loop, e->admin);
     free(e);
     return 0;
 }
@@ -71,14 +69,8 @@ static int fresh(void **state)
 {
     env *e = *state;
     if (!e) return 0;
-    dbt_schema_name(e->schema, sizeof e->schema, "dbout");
-    if (!dbt_schema_exec(&e->loop, e->admin, e->schema, true)) return -1;
-    e->pool = dbt_pool(&e->loop, e->schema, 4);
-    dbt_mig m = dbt_migrate(&e->loop, e->pool, NULL);
-    if (m.err[0]) {
-        fprintf(stderr, "migrate: %s\n", m.err);
+    if (!dbt_fresh_schema(&e->loop, e->admin, e->schema, sizeof e->schema, "dbout", 4, &e->pool))
         return -1;
-    }
     ts_unique_name(e->topic, sizeof e->topic, "test.outbox-events");
     ts_unique_name(e->ckpt, sizeof e->ckpt, "test.outbox-checkpoints");
     ts_unique_name(e->relay, sizeof e->relay, "relay");
@@ -91,20 +83,13 @@ static int cleanup(void **state)
 {
     env *e = *state;
     if (!e) return 0;
-    dbt_pool_close(&e->loop, e->pool);
-    dbt_schema_exec(&e->loop, e->admin, e->schema, false);
+    dbt_drop_schema(&e->loop, e->admin, e->pool, e->schema);
     dbt_delete_topic(&e->loop, e->topic);
     dbt_delete_topic(&e->loop, e->ckpt);
     return 0;
 }
 
-#define ENV_OR_SKIP()                                                                              \
-    env *e = *state;                                                                               \
-    if (!e) {                                                                                      \
-        DBT_SKIP_WITHOUT("PLATFORM_TEST_DATABASE_URL");                                            \
-        DBT_SKIP_WITHOUT("KAFKA_BROKERS");                                                         \
-        return;                                                                                    \
-    }
+#define ENV_OR_SKIP() DBT_ENV_OR_SKIP("PLATFORM_TEST_DATABASE_URL", "KAFKA_BROKERS")
 
 /* ---------------------------------------------------------------- writing the outbox */
 
@@ -243,8 +228,7 @@ static int relay_wait(relay_proc *p, int64_t timeout_ms)
         pid_t r = waitpid(p->child.pid, &status, WNOHANG);
         if (r == p->child.pid) {
             keep_tail(p);
-            close(p->child.out_fd);
-            close(p->child.err_fd);
+            ts_close_pipes(&p->child);
             return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
         }
         if (core_mono_ns() > deadline) return -1;
@@ -449,8 +433,8 @@ static db_relay *relay_new(env *e)
 static void relay_close_wait(env *e, db_relay *r)
 {
     bool closed = false;
-    db_outbox_relay_close(r, dbt_flag_cb, &closed);
-    assert_true(ts_run_until(&e->loop, dbt_flag, &closed, DBT_TIMEOUT_MS));
+    db_outbox_relay_close(r, ts_set_flag, &closed);
+    assert_true(ts_run_until(&e->loop, ts_flag_set, &closed, DBT_TIMEOUT_MS));
 }
 
 typedef struct published {

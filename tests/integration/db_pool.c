@@ -45,21 +45,13 @@ static int teardown(void **state)
 {
     env *e = *state;
     if (!e) return 0;
-    if (e->pool) dbt_pool_close(&e->loop, e->pool);
-    dbt_schema_exec(&e->loop, e->admin, e->schema, false);
-    dbt_pool_close(&e->loop, e->admin);
-    ts_loop_close_all(&e->loop);
-    uv_loop_close(&e->loop);
+    dbt_drop_schema(&e->loop, e->admin, e->pool, e->schema);
+    dbt_close_admin_and_loop(&e->loop, e->admin);
     free(e);
     return 0;
 }
 
-#define ENV_OR_SKIP()                                                                              \
-    env *e = *state;                                                                               \
-    if (!e) {                                                                                      \
-        DBT_SKIP_WITHOUT("PLATFORM_TEST_DATABASE_URL");                                            \
-        return;                                                                                    \
-    }
+#define ENV_OR_SKIP() DBT_ENV_OR_SKIP("PLATFORM_TEST_DATABASE_URL")
 
 /* ---------------------------------------------------------------- statements */
 
@@ -457,10 +449,10 @@ static void test_close_drains(void **state)
     db_query(one, "SELECT pg_sleep(0.2), 5", 0, NULL, dbt_cb, &inflight);
     db_query(one, "SELECT 6", 0, NULL, dbt_cb, &queued);
     bool closed = false;
-    db_pool_close(one, dbt_flag_cb, &closed);
+    db_pool_close(one, ts_set_flag, &closed);
     db_query(one, "SELECT 7", 0, NULL, dbt_cb, &after);
     assert_false(db_pool_ready(one));
-    assert_true(ts_run_until(&e->loop, dbt_flag, &closed, DBT_TIMEOUT_MS));
+    assert_true(ts_run_until(&e->loop, ts_flag_set, &closed, DBT_TIMEOUT_MS));
     assert_true(inflight.ok); /* in flight: finished */
     assert_false(queued.ok);  /* waiting: failed */
     assert_string_equal(queued.sqlstate, "57P01");

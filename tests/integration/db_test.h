@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "bus.h"
+#include "bus_test.h"
 #include "db.h"
 #include "test_support.h"
 
@@ -24,6 +25,17 @@
             skip();                                                                                \
         }                                                                                          \
     } while (0)
+
+/* Opens a test body, in a file whose group setup leaves *state NULL when a variable it needs is
+ * unset: binds `env *e` to the group's state, or skips the test naming each unset variable. */
+#define DBT_ENV_OR_SKIP(...)                                                                       \
+    env *e = *state;                                                                               \
+    if (!e) {                                                                                      \
+        static const char *const dbt_needed_[] = {__VA_ARGS__};                                    \
+        for (size_t dbt_i_ = 0; dbt_i_ < sizeof dbt_needed_ / sizeof dbt_needed_[0]; dbt_i_++)     \
+            DBT_SKIP_WITHOUT(dbt_needed_[dbt_i_]);                                                 \
+        return;                                                                                    \
+    }
 
 /* ---------------------------------------------------------------- statements */
 
@@ -140,21 +152,20 @@ static inline db_pool *dbt_pool(uv_loop_t *loop, const char *schema, int size)
     return p;
 }
 
-static inline void dbt_flag_cb(void *data)
-{
-    *(bool *)data = true;
-}
-
-static inline bool dbt_flag(void *data)
-{
-    return *(bool *)data;
-}
-
 static inline void dbt_pool_close(uv_loop_t *loop, db_pool *p)
 {
     bool closed = false;
-    db_pool_close(p, dbt_flag_cb, &closed);
-    ts_run_until(loop, dbt_flag, &closed, DBT_TIMEOUT_MS);
+    db_pool_close(p, ts_set_flag, &closed);
+    ts_run_until(loop, ts_flag_set, &closed, DBT_TIMEOUT_MS);
+}
+
+/* The end of a group teardown: the admin pool closed, then any handle a failed test left open
+ * (so that AddressSanitizer sees no leak), then the loop. */
+static inline void dbt_close_admin_and_loop(uv_loop_t *loop, db_pool *admin)
+{
+    dbt_pool_close(loop, admin);
+    ts_loop_close_all(loop);
+    uv_loop_close(loop);
 }
 
 typedef struct dbt_mig {
@@ -185,42 +196,44 @@ static inline dbt_mig dbt_migrate(uv_loop_t *loop, db_pool *p, const char *dir)
     return m;
 }
 
+/* Per test: a new schema "<prefix>_..." (created through admin) and a pool of pool_size
+ * connections whose search_path is it, with the built-in migrations applied. False, with the
+ * reason on stderr where there is one, when a step fails (the test's setup then fails). */
+static inline bool dbt_fresh_schema(uv_loop_t *loop, db_pool *admin, char *schema, size_t size,
+                                    const char *prefix, int pool_size, db_pool **pool)
+{
+    dbt_schema_name(schema, size, prefix);
+    if (!dbt_schema_exec(loop, admin, schema, true)) return false;
+    *pool = dbt_pool(loop, schema, pool_size);
+    dbt_mig m = dbt_migrate(loop, *pool, NULL);
+    if (m.err[0]) {
+        fprintf(stderr, "migrate: %s\n", m.err);
+        return false;
+    }
+    return true;
+}
+
+/* Undoes a test's schema: its pool (if one was opened) closed, then the schema dropped. */
+static inline void dbt_drop_schema(uv_loop_t *loop, db_pool *admin, db_pool *pool,
+                                   const char *schema)
+{
+    if (pool) dbt_pool_close(loop, pool);
+    dbt_schema_exec(loop, admin, schema, false);
+}
+
 /* ---------------------------------------------------------------- Kafka */
-
-typedef struct dbt_admin {
-    bool done;
-    char err[512];
-} dbt_admin;
-
-static inline void dbt_admin_cb(void *data, const char *err)
-{
-    dbt_admin *a = data;
-    a->done = true;
-    snprintf(a->err, sizeof a->err, "%s", err ? err : "");
-}
-
-static inline bool dbt_admin_done(void *data)
-{
-    return ((dbt_admin *)data)->done;
-}
 
 static inline bool dbt_create_topic(uv_loop_t *loop, const char *topic, int partitions,
                                     bool compact)
 {
     static const char *const compacted[] = {"cleanup.policy", "compact", NULL};
-    dbt_admin a = {0};
-    bus_admin_create_topic(loop, ts_env("KAFKA_BROKERS"), topic, partitions,
-                           compact ? compacted : NULL, dbt_admin_cb, &a);
-    ts_run_until(loop, dbt_admin_done, &a, DBT_TIMEOUT_MS);
-    if (!a.done || a.err[0]) fprintf(stderr, "create topic %s: %s\n", topic, a.err);
-    return a.done && !a.err[0];
+    return ts_bus_create_topic(loop, ts_env("KAFKA_BROKERS"), topic, partitions,
+                               compact ? compacted : NULL);
 }
 
 static inline void dbt_delete_topic(uv_loop_t *loop, const char *topic)
 {
-    dbt_admin a = {0};
-    bus_admin_delete_topic(loop, ts_env("KAFKA_BROKERS"), topic, dbt_admin_cb, &a);
-    ts_run_until(loop, dbt_admin_done, &a, DBT_TIMEOUT_MS);
+    ts_bus_delete_topic(loop, ts_env("KAFKA_BROKERS"), topic);
 }
 
 typedef struct dbt_msg {

@@ -20,12 +20,6 @@
 
 static char probe_path[4096];
 
-static size_t collect(char *ptr, size_t size, size_t nmemb, void *userdata)
-{
-    core_buf_append(userdata, ptr, size * nmemb);
-    return size * nmemb;
-}
-
 /* GET http://127.0.0.1:port/path; returns the status (0 when nothing answered). */
 static long http_get(int port, const char *path, core_buf *body)
 {
@@ -33,7 +27,7 @@ static long http_get(int port, const char *path, core_buf *body)
     snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
     CURL *h = curl_easy_init();
     curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, ts_curl_collect);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, body);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 5000L);
     long status = 0;
@@ -48,12 +42,10 @@ static void expect_config_error(const char *const *env, const char *needle)
 {
     ts_child c;
     assert_true(ts_spawn(&c, probe_path, NULL, env));
-    int status = ts_wait(&c, 10000);
+    int status = ts_wait_or_kill(&c, 10000);
     char err[4096] = "";
     ts_drain_fd(c.err_fd, err, sizeof err);
-    close(c.out_fd);
-    close(c.err_fd);
-    if (status == -1) kill(c.pid, SIGKILL), ts_wait(&c, 5000);
+    ts_close_pipes(&c);
     assert_int_equal(status, CORE_CONFIG_EXIT_CODE);
     assert_non_null(strstr(err, needle));
     assert_non_null(strstr(err, "configuration error"));
@@ -120,12 +112,10 @@ static void test_ready_metrics_and_sigterm_drain(void **state)
     assert_non_null(strstr(body.data, "route=\"/healthz\""));
 
     assert_int_equal(kill(c.pid, SIGTERM), 0);
-    int status = ts_wait(&c, 30000);
+    int status = ts_wait_or_kill(&c, 30000);
     char out[65536] = "";
     ts_drain_fd(c.out_fd, out, sizeof out);
-    close(c.out_fd);
-    close(c.err_fd);
-    if (status == -1) kill(c.pid, SIGKILL), ts_wait(&c, 5000);
+    ts_close_pipes(&c);
     assert_int_equal(status, 0);
     /* every line on stdout is one JSON object; the drain is logged */
     for (char *line = out; *line;) {
@@ -157,10 +147,8 @@ static void test_readyz_names_the_unreachable_dependency(void **state)
     assert_non_null(strstr(body.data, "kafka"));
     assert_int_equal(http_get(port, "/healthz", &body), 200); /* alive, just not ready */
     kill(c.pid, SIGTERM);
-    int status = ts_wait(&c, 30000);
-    close(c.out_fd);
-    close(c.err_fd);
-    if (status == -1) kill(c.pid, SIGKILL), ts_wait(&c, 5000);
+    int status = ts_wait_or_kill(&c, 30000);
+    ts_close_pipes(&c);
     assert_int_equal(status, 0);
     core_buf_free(&body);
 }

@@ -26,6 +26,7 @@
 #include "bus.h"
 #include "contentengine/v1/content.pb-c.h"
 #include "core.h"
+#include "bus_test.h"
 #include "test_support.h"
 
 static const char *brokers;
@@ -42,23 +43,6 @@ typedef struct instance {
 static instance inst_a, inst_b;
 
 /* ---------------------------------------------------------------- kafka helpers */
-
-typedef struct waiter {
-    bool done;
-    char err[512];
-} waiter;
-
-static void on_admin(void *data, const char *err)
-{
-    waiter *w = data;
-    w->done = true;
-    snprintf(w->err, sizeof w->err, "%s", err ? err : "");
-}
-
-static bool waiter_done(void *data)
-{
-    return ((waiter *)data)->done;
-}
 
 static int delivered, delivery_failed;
 
@@ -366,12 +350,10 @@ static void stop_instance(instance *in, bool check)
         sse_close(&s);
         assert_true(got);
     }
-    int status = ts_wait(&in->child, 30000);
+    int status = ts_wait_or_kill(&in->child, 30000);
     char err[16384] = "";
     ts_drain_fd(in->child.err_fd, err, sizeof err);
-    if (status == -1) kill(in->child.pid, SIGKILL), ts_wait(&in->child, 5000);
-    close(in->child.out_fd);
-    close(in->child.err_fd);
+    ts_close_pipes(&in->child);
     in->running = false;
     if (status != 0) fprintf(stderr, "realtime stderr:\n%s\n", err);
     if (check) assert_int_equal(status, 0);
@@ -684,11 +666,8 @@ static int setup(void **state)
     snprintf(t_content, sizeof t_content, "rt-it-content-%s", uniq);
     snprintf(t_progress, sizeof t_progress, "rt-it-progress-%s", uniq);
     const char *topics[] = {t_content, t_progress};
-    for (int i = 0; i < 2; i++) {
-        waiter w = {0};
-        bus_admin_create_topic(&loop, brokers, topics[i], 3, NULL, on_admin, &w);
-        if (!ts_run_until(&loop, waiter_done, &w, 30000) || w.err[0]) return -1;
-    }
+    for (int i = 0; i < 2; i++)
+        if (!ts_bus_create_topic(&loop, brokers, topics[i], 3, NULL)) return -1;
     char err[256];
     producer = bus_producer_new(&loop,
                                 &(bus_producer_config){.brokers = brokers,
@@ -706,11 +685,6 @@ static void on_producer_closed(void *data, size_t remaining)
     *(bool *)data = true;
 }
 
-static bool flag_set(void *data)
-{
-    return *(bool *)data;
-}
-
 static int teardown(void **state)
 {
     (void)state;
@@ -718,13 +692,10 @@ static int teardown(void **state)
     stop_instance(&inst_a, false);
     bool closed = false;
     bus_producer_close(producer, 10000, on_producer_closed, &closed);
-    ts_run_until(&loop, flag_set, &closed, 20000);
+    ts_run_until(&loop, ts_flag_set, &closed, 20000);
     const char *topics[] = {t_content, t_progress};
-    for (int i = 0; i < 2; i++) {
-        waiter w = {0};
-        bus_admin_delete_topic(&loop, brokers, topics[i], on_admin, &w);
-        ts_run_until(&loop, waiter_done, &w, 30000);
-    }
+    for (int i = 0; i < 2; i++)
+        ts_bus_delete_topic(&loop, brokers, topics[i]);
     ts_loop_close_all(&loop);
     return 0;
 }
@@ -736,24 +707,10 @@ static void test_sigterm_sends_final_event_and_exits_0(void **state)
     stop_instance(&inst_a, true);
 }
 
-static void test_needs_kafka(void **state)
-{
-    (void)state;
-    skip(); /* KAFKA_BROKERS not set */
-}
-
 int main(void)
 {
     brokers = ts_env("KAFKA_BROKERS");
-    /* build/<variant>/tests/integration/realtime_service -> build/<variant>/bin/realtime */
-    char exe[3800];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    exe[n > 0 ? n : 0] = '\0';
-    for (int i = 0; i < 3; i++) {
-        char *slash = strrchr(exe, '/');
-        if (slash) *slash = '\0';
-    }
-    snprintf(rt_path, sizeof rt_path, "%s/bin/realtime", exe);
+    ts_bin_path(rt_path, sizeof rt_path, "realtime");
     if (!brokers) {
         const struct CMUnitTest none[] = {cmocka_unit_test(test_needs_kafka)};
         return cmocka_run_group_tests_name("realtime_service", none, NULL, NULL);

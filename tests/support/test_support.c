@@ -46,6 +46,22 @@ void ts_run_for(uv_loop_t *loop, int64_t ms)
     ts_run_until(loop, ts_never, NULL, ms);
 }
 
+void ts_set_flag(void *data)
+{
+    *(bool *)data = true;
+}
+
+bool ts_flag_set(void *data)
+{
+    return *(bool *)data;
+}
+
+size_t ts_curl_collect(char *ptr, size_t size, size_t nmemb, void *buf)
+{
+    core_buf_append(buf, ptr, size * nmemb);
+    return size * nmemb;
+}
+
 static void ts_close_walk(uv_handle_t *h, void *arg)
 {
     (void)arg;
@@ -73,17 +89,39 @@ void ts_unique_name(char *out, size_t size, const char *prefix)
 
 /* ------------------------------------------------------------ child processes */
 
-void ts_program_path(char *out, size_t size, const char *name)
+/* This test binary's path with its last `levels` components removed; the binary lives in
+ * build/<variant>/tests/<dir>/<test>. */
+static void ts_exe_dir_up(char *out, size_t size, int levels)
 {
     char exe[4096];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     exe[n > 0 ? n : 0] = '\0';
-    /* .../tests/<dir>/<test> -> .../tests/programs/<name> */
-    char *slash = strrchr(exe, '/');
-    if (slash) *slash = '\0';
-    slash = strrchr(exe, '/');
-    if (slash) *slash = '\0';
-    snprintf(out, size, "%s/programs/%s", exe, name);
+    for (int i = 0; i < levels; i++) {
+        char *slash = strrchr(exe, '/');
+        if (slash) *slash = '\0';
+    }
+    snprintf(out, size, "%s", exe);
+}
+
+void ts_program_path(char *out, size_t size, const char *name)
+{
+    char tests[4096]; /* build/<variant>/tests */
+    ts_exe_dir_up(tests, sizeof tests, 2);
+    snprintf(out, size, "%s/programs/%s", tests, name);
+}
+
+void ts_bin_path(char *out, size_t size, const char *name)
+{
+    char build[4096]; /* build/<variant> */
+    ts_exe_dir_up(build, sizeof build, 3);
+    snprintf(out, size, "%s/bin/%s", build, name);
+}
+
+void ts_repo_path(char *out, size_t size, const char *rel)
+{
+    char root[4096]; /* two levels above build/<variant> */
+    ts_exe_dir_up(root, sizeof root, 5);
+    snprintf(out, size, "%s/%s", root, rel);
 }
 
 bool ts_spawn(ts_child *c, const char *path, const char *const *argv, const char *const *set_env)
@@ -141,6 +179,22 @@ int ts_wait(ts_child *c, int64_t timeout_ms)
         if (core_mono_ns() > deadline) return -1;
         usleep(20000);
     }
+}
+
+int ts_wait_or_kill(ts_child *c, int64_t timeout_ms)
+{
+    int status = ts_wait(c, timeout_ms);
+    if (status == -1) {
+        kill(c->pid, SIGKILL);
+        ts_wait(c, 5000);
+    }
+    return status;
+}
+
+void ts_close_pipes(ts_child *c)
+{
+    close(c->out_fd);
+    close(c->err_fd);
 }
 
 void ts_drain_fd(int fd, char *out, size_t size)

@@ -159,12 +159,6 @@ static inline int fx_unused_port(void)
     return ntohs(a.sin_port);
 }
 
-static inline size_t fx_collect(char *ptr, size_t size, size_t nmemb, void *data)
-{
-    core_buf_append(data, ptr, size * nmemb);
-    return size * nmemb;
-}
-
 /* What the server saw, fetched with a plain blocking easy handle (test code only). */
 static inline json_t *fx_stats(const fx_server *s, const char *param, const char *value)
 {
@@ -174,7 +168,7 @@ static inline json_t *fx_stats(const fx_server *s, const char *param, const char
     assert_non_null(e);
     core_buf b = {0};
     curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, fx_collect);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, ts_curl_collect);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 10000L);
     assert_int_equal(curl_easy_perform(e), CURLE_OK);
@@ -332,6 +326,47 @@ static inline void fx_log_init(void)
 static inline double fx_nz(double v)
 {
     return isnan(v) ? 0.0 : v;
+}
+
+/* ---------------------------------------------------------------- per-program setup */
+
+/* The server every test of the program talks to: one per program (started by the group setup),
+ * so Python's start-up is paid once and the tests tell their requests apart by key. */
+static fx_server fx_srv;
+
+static inline int fx_group_setup(void **state)
+{
+    (void)state;
+    fx_log_init();
+    fx_start(&fx_srv);
+    return 0;
+}
+
+static inline int fx_group_teardown(void **state)
+{
+    (void)state;
+    fx_stop(&fx_srv);
+    return 0;
+}
+
+/* A loop with one client on it, for tests that need nothing more. */
+typedef struct fx_env {
+    uv_loop_t loop;
+    httpc_client *c;
+} fx_env;
+
+static inline void fx_env_open(fx_env *e, const httpc_config *cfg)
+{
+    assert_int_equal(uv_loop_init(&e->loop), 0);
+    e->c = httpc_new(&e->loop, cfg);
+    assert_non_null(e->c);
+}
+
+/* Closes the client and fails the test if it or any other handle is left on the loop. */
+static inline void fx_env_close(fx_env *e)
+{
+    fx_close_client(&e->loop, e->c);
+    fx_loop_done(&e->loop);
 }
 
 #endif

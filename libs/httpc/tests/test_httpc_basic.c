@@ -2,49 +2,14 @@
  * limits, timeouts, cancellation, concurrency, closing. */
 #include "httpc_fixture.h"
 
-static fx_server srv;
-
-static int group_setup(void **state)
-{
-    (void)state;
-    fx_log_init();
-    fx_start(&srv);
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    fx_stop(&srv);
-    return 0;
-}
-
-typedef struct env {
-    uv_loop_t loop;
-    httpc_client *c;
-} env;
-
-static void env_open(env *e, const httpc_config *cfg)
-{
-    assert_int_equal(uv_loop_init(&e->loop), 0);
-    e->c = httpc_new(&e->loop, cfg);
-    assert_non_null(e->c);
-}
-
-static void env_close(env *e)
-{
-    fx_close_client(&e->loop, e->c);
-    fx_loop_done(&e->loop);
-}
-
 static void test_get_ok(void **state)
 {
     (void)state;
-    env e;
+    fx_env e;
     httpc_config cfg = {.user_agent = "httpc-test/1"};
-    env_open(&e, &cfg);
+    fx_env_open(&e, &cfg);
     char url[256];
-    fx_url(url, sizeof url, &srv, "/ok");
+    fx_url(url, sizeof url, &fx_srv, "/ok");
     fx_result r = {.lookup = {"CONTENT-TYPE", "content-length", "x-missing"}};
     httpc_request_opts o = {.url = url};
     /* The trace id current at httpc_request is current again in the callback. */
@@ -72,17 +37,17 @@ static void test_get_ok(void **state)
     assert_non_null(strstr(r.headers.data, "Content-Type: text/plain\n"));
     assert_int_equal(r.retry_after_ms, -1);
     fx_result_free(&r);
-    env_close(&e);
+    fx_env_close(&e);
 }
 
 static void test_post_echo(void **state)
 {
     (void)state;
-    env e;
+    fx_env e;
     httpc_config cfg = {.user_agent = "httpc-test/1"};
-    env_open(&e, &cfg);
+    fx_env_open(&e, &cfg);
     char url[256];
-    fx_url(url, sizeof url, &srv, "/echo?a=1");
+    fx_url(url, sizeof url, &fx_srv, "/echo?a=1");
     const char body[] = "{\"hello\":\"w\\u00f6rld\"}";
     httpc_header h[] = {
         {"Content-Type", "application/json"},
@@ -158,16 +123,16 @@ static void test_post_echo(void **state)
     assert_int_equal(r5.body.len, 0);
     assert_string_equal(r5.looked[0], "application/json");
     fx_result_free(&r5);
-    env_close(&e);
+    fx_env_close(&e);
 }
 
 static void test_header_list(void **state)
 {
     (void)state;
-    env e;
-    env_open(&e, NULL);
+    fx_env e;
+    fx_env_open(&e, NULL);
     char url[256];
-    fx_url(url, sizeof url, &srv, "/headers?X-Multi=one&X-Multi=two&X-Single=%%20padded");
+    fx_url(url, sizeof url, &fx_srv, "/headers?X-Multi=one&X-Multi=two&X-Single=%%20padded");
     fx_result r = {.lookup = {"x-multi", "X-SINGLE"}};
     httpc_request_opts o = {.url = url};
     fx_fetch(&e.loop, e.c, &o, &r);
@@ -176,19 +141,19 @@ static void test_header_list(void **state)
     assert_string_equal(r.looked[1], "padded");
     assert_non_null(strstr(r.headers.data, "X-Multi: one\nX-Multi: two\n"));
     fx_result_free(&r);
-    env_close(&e);
+    fx_env_close(&e);
 }
 
 static void test_gzip_deflate(void **state)
 {
     (void)state;
-    env e;
-    env_open(&e, NULL);
+    fx_env e;
+    fx_env_open(&e, NULL);
     const char *paths[] = {"/gzip", "/deflate"};
     const char *enc[] = {"gzip", "deflate"};
     for (int i = 0; i < 2; i++) {
         char url[256];
-        fx_url(url, sizeof url, &srv, "%s", paths[i]);
+        fx_url(url, sizeof url, &fx_srv, "%s", paths[i]);
         fx_result r = {.lookup = {"content-encoding"}};
         httpc_request_opts o = {.url = url};
         fx_fetch(&e.loop, e.c, &o, &r);
@@ -200,22 +165,22 @@ static void test_gzip_deflate(void **state)
     }
     /* The size limit applies to the decoded body, not to the bytes on the wire. */
     char url[256];
-    fx_url(url, sizeof url, &srv, "/gzip");
+    fx_url(url, sizeof url, &fx_srv, "/gzip");
     fx_result r = {0};
     httpc_request_opts o = {.url = url, .max_response_bytes = 5000};
     fx_fetch(&e.loop, e.c, &o, &r);
     assert_int_equal(r.error, HTTPC_ERR_TOO_LARGE);
     fx_result_free(&r);
-    env_close(&e);
+    fx_env_close(&e);
 }
 
 static void test_redirects(void **state)
 {
     (void)state;
-    env e;
-    env_open(&e, NULL);
+    fx_env e;
+    fx_env_open(&e, NULL);
     char url[256];
-    fx_url(url, sizeof url, &srv, "/redirect/2");
+    fx_url(url, sizeof url, &fx_srv, "/redirect/2");
 
     fx_result r = {.lookup = {"location"}}; /* not followed by default */
     httpc_request_opts o = {.url = url};
@@ -233,7 +198,7 @@ static void test_redirects(void **state)
     assert_string_equal(fx_body(&r2), "done");
     assert_false(r2.found[0]); /* headers are those of the final response only */
     char final[256];
-    fx_url(final, sizeof final, &srv, "/redirect/0");
+    fx_url(final, sizeof final, &fx_srv, "/redirect/0");
     assert_string_equal(r2.effective_url, final);
     fx_result_free(&r2);
 
@@ -244,11 +209,11 @@ static void test_redirects(void **state)
     assert_int_equal(r3.status, 0);
     assert_string_equal(r3.message, "more than 1 redirects");
     fx_result_free(&r3);
-    env_close(&e);
+    fx_env_close(&e);
 
     /* Client-wide following, switched off for one request. */
     httpc_config cfg = {.max_redirects = 3};
-    env_open(&e, &cfg);
+    fx_env_open(&e, &cfg);
     fx_result r4 = {0};
     httpc_request_opts o4 = {.url = url};
     fx_fetch(&e.loop, e.c, &o4, &r4);
@@ -259,17 +224,17 @@ static void test_redirects(void **state)
     fx_fetch(&e.loop, e.c, &o5, &r5);
     assert_int_equal(r5.status, 302);
     fx_result_free(&r5);
-    env_close(&e);
+    fx_env_close(&e);
 }
 
 static void test_timeout(void **state)
 {
     (void)state;
-    env e;
-    env_open(&e, NULL);
+    fx_env e;
+    fx_env_open(&e, NULL);
     char key[64], url[256];
     fx_key(key, sizeof key);
-    fx_url(url, sizeof url, &srv, "/slow/3000?key=%s", key);
+    fx_url(url, sizeof url, &fx_srv, "/slow/3000?key=%s", key);
     fx_result r = {0};
     httpc_request_opts o = {.url = url, .timeout_ms = 300};
     fx_fetch(&e.loop, e.c, &o, &r);
@@ -279,7 +244,7 @@ static void test_timeout(void **state)
     assert_string_equal(r.message, "timed out after 300 ms");
     assert_true(r.elapsed_ms >= 290);
     assert_int_equal(r.attempts, 1);
-    assert_int_equal(fx_hits(&srv, key), 1);
+    assert_int_equal(fx_hits(&fx_srv, key), 1);
     fx_result_free(&r);
 
     /* A deadline bounds the whole request too. */
@@ -290,19 +255,19 @@ static void test_timeout(void **state)
     assert_memory_equal(r2.message, "timed out after ", 16);
     assert_true(r2.elapsed_ms >= 240);
     fx_result_free(&r2);
-    env_close(&e);
+    fx_env_close(&e);
 }
 
 static void test_size_limit(void **state)
 {
     (void)state;
-    env e;
+    fx_env e;
     httpc_config cfg = {.max_response_bytes = 1048576};
-    env_open(&e, &cfg);
+    fx_env_open(&e, &cfg);
     const char *paths[] = {"/big/2000000", "/big-chunked/2000000"};
     for (int i = 0; i < 2; i++) {
         char url[256];
-        fx_url(url, sizeof url, &srv, "%s", paths[i]);
+        fx_url(url, sizeof url, &fx_srv, "%s", paths[i]);
         fx_result r = {0};
         httpc_request_opts o = {.url = url};
         fx_fetch(&e.loop, e.c, &o, &r);
@@ -313,21 +278,21 @@ static void test_size_limit(void **state)
         fx_result_free(&r);
     }
     char url[256];
-    fx_url(url, sizeof url, &srv, "/big-chunked/1048576"); /* exactly the limit is fine */
+    fx_url(url, sizeof url, &fx_srv, "/big-chunked/1048576"); /* exactly the limit is fine */
     fx_result r = {0};
     httpc_request_opts o = {.url = url};
     fx_fetch(&e.loop, e.c, &o, &r);
     assert_int_equal(r.error, HTTPC_OK);
     assert_int_equal(r.body.len, 1048576);
     fx_result_free(&r);
-    fx_url(url, sizeof url, &srv, "/big/1000");
+    fx_url(url, sizeof url, &fx_srv, "/big/1000");
     fx_result r2 = {0};
     httpc_request_opts o2 = {.url = url, .max_response_bytes = 999};
     fx_fetch(&e.loop, e.c, &o2, &r2);
     assert_int_equal(r2.error, HTTPC_ERR_TOO_LARGE);
     assert_string_equal(r2.message, "response larger than 999 bytes");
     fx_result_free(&r2);
-    env_close(&e);
+    fx_env_close(&e);
 }
 
 typedef struct cancel_ctx {
@@ -343,22 +308,22 @@ static void cancel_later(uv_timer_t *t)
 static void test_cancel(void **state)
 {
     (void)state;
-    env e;
+    fx_env e;
     httpc_config cfg = {.max_concurrent = 1};
-    env_open(&e, &cfg);
+    fx_env_open(&e, &cfg);
     char key[64], key2[64], url[256], url2[256];
     fx_key(key, sizeof key);
     fx_key(key2, sizeof key2);
 
     /* In flight: cancelled from a timer; the callback reports it exactly once. */
-    fx_url(url, sizeof url, &srv, "/slow/2000?key=%s", key);
+    fx_url(url, sizeof url, &fx_srv, "/slow/2000?key=%s", key);
     fx_result r = {0};
     httpc_request_opts o = {.url = url};
     cancel_ctx cc = {httpc_request(e.c, &o, fx_done, &r)};
     assert_non_null(cc.req);
 
     /* Queued behind it (max_concurrent 1): cancelled at once, synchronously. */
-    fx_url(url2, sizeof url2, &srv, "/ok?key=%s", key2);
+    fx_url(url2, sizeof url2, &fx_srv, "/ok?key=%s", key2);
     fx_result q = {0};
     httpc_request_opts o2 = {.url = url2};
     httpc_req *queued = httpc_request(e.c, &o2, fx_done, &q);
@@ -383,7 +348,7 @@ static void test_cancel(void **state)
     ts_run_for(&e.loop, 300);
     assert_int_equal(r.calls, 1);
     assert_int_equal(q.calls, 1);
-    assert_int_equal(fx_hits(&srv, key2), 0);
+    assert_int_equal(fx_hits(&fx_srv, key2), 0);
     uv_close((uv_handle_t *)&t, NULL);
     fx_result_free(&r);
     fx_result_free(&q);
@@ -391,7 +356,7 @@ static void test_cancel(void **state)
     /* While waiting to retry (Retry-After: 3): the wait ends, nothing else is sent. */
     char key3[64];
     fx_key(key3, sizeof key3);
-    fx_url(url, sizeof url, &srv, "/retry-after/3?key=%s", key3);
+    fx_url(url, sizeof url, &fx_srv, "/retry-after/3?key=%s", key3);
     fx_result w = {0};
     httpc_request_opts o3 = {.url = url, .max_attempts = 3};
     cc.req = httpc_request(e.c, &o3, fx_done, &w);
@@ -402,11 +367,11 @@ static void test_cancel(void **state)
     assert_int_equal(w.error, HTTPC_ERR_CANCELLED);
     assert_int_equal(w.attempts, 1);
     assert_int_equal(w.retry_after_ms, 3000);
-    assert_int_equal(fx_hits(&srv, key3), 1);
+    assert_int_equal(fx_hits(&fx_srv, key3), 1);
     fx_result_free(&w);
 
     /* Cancelling from inside its own callback is a no-op (fx_done does it when .req is set). */
-    fx_url(url, sizeof url, &srv, "/ok");
+    fx_url(url, sizeof url, &fx_srv, "/ok");
     fx_result s = {0};
     httpc_request_opts o4 = {.url = url};
     s.req = httpc_request(e.c, &o4, fx_done, &s);
@@ -415,7 +380,7 @@ static void test_cancel(void **state)
     assert_int_equal(s.calls, 1);
     assert_int_equal(s.error, HTTPC_OK);
     fx_result_free(&s);
-    env_close(&e);
+    fx_env_close(&e);
 }
 
 #define NCONC 50
@@ -423,12 +388,12 @@ static void test_cancel(void **state)
 static void test_concurrency(void **state)
 {
     (void)state;
-    env e;
+    fx_env e;
     httpc_config cfg = {.max_concurrent = 8};
-    env_open(&e, &cfg);
+    fx_env_open(&e, &cfg);
     char key[64], url[256];
     fx_key(key, sizeof key);
-    fx_url(url, sizeof url, &srv, "/slow/100?key=%s", key);
+    fx_url(url, sizeof url, &fx_srv, "/slow/100?key=%s", key);
     static fx_result r[NCONC];
     memset(r, 0, sizeof r);
     httpc_request_opts o = {.url = url};
@@ -447,7 +412,7 @@ static void test_concurrency(void **state)
         assert_true(r[i].active_seen <= 8);
         fx_result_free(&r[i]);
     }
-    json_t *doc = fx_stats(&srv, "key", key);
+    json_t *doc = fx_stats(&fx_srv, "key", key);
     assert_int_equal(json_integer_value(json_object_get(doc, "count")), NCONC);
     json_int_t mx = json_integer_value(json_object_get(doc, "max_inflight"));
     assert_true(mx <= 8);
@@ -455,7 +420,7 @@ static void test_concurrency(void **state)
     json_decref(doc);
     assert_int_equal(httpc_active(e.c), 0);
     assert_int_equal(httpc_queued(e.c), 0);
-    env_close(&e);
+    fx_env_close(&e);
 }
 
 static void test_close_with_inflight(void **state)
@@ -467,8 +432,8 @@ static void test_close_with_inflight(void **state)
     httpc_client *c = httpc_new(&loop, &cfg);
     char url[256], url2[256], key[64];
     fx_key(key, sizeof key);
-    fx_url(url, sizeof url, &srv, "/slow/3000?key=%s", key);
-    fx_url(url2, sizeof url2, &srv, "/retry-after/5?key=%s", key);
+    fx_url(url, sizeof url, &fx_srv, "/slow/3000?key=%s", key);
+    fx_url(url2, sizeof url2, &fx_srv, "/retry-after/5?key=%s", key);
     fx_result r[6];
     memset(r, 0, sizeof r);
     httpc_request_opts o = {.url = url};
@@ -502,8 +467,8 @@ static void test_close_from_callback(void **state)
     uv_loop_init(&loop);
     httpc_client *c = httpc_new(&loop, NULL);
     char url[256], slow[256];
-    fx_url(url, sizeof url, &srv, "/ok");
-    fx_url(slow, sizeof slow, &srv, "/slow/2000");
+    fx_url(url, sizeof url, &fx_srv, "/ok");
+    fx_url(slow, sizeof slow, &fx_srv, "/slow/2000");
     fx_result a = {.close_on_cb = c}, b = {0};
     httpc_request_opts o = {.url = url}, o2 = {.url = slow};
     assert_non_null(httpc_request(c, &o, fx_done, &a));
@@ -527,7 +492,7 @@ static void test_close_drains(void **state)
     httpc_config cfg = {.drain_on_close = true, .max_concurrent = 2};
     httpc_client *c = httpc_new(&loop, &cfg);
     char url[256];
-    fx_url(url, sizeof url, &srv, "/slow/200");
+    fx_url(url, sizeof url, &fx_srv, "/slow/200");
     fx_result r[3];
     memset(r, 0, sizeof r);
     httpc_request_opts o = {.url = url};
@@ -548,7 +513,7 @@ static void test_close_drains(void **state)
     uv_loop_init(&loop);
     httpc_config cfg2 = {.drain_on_close = true, .drain_timeout_ms = 200};
     c = httpc_new(&loop, &cfg2);
-    fx_url(url, sizeof url, &srv, "/slow/3000");
+    fx_url(url, sizeof url, &fx_srv, "/slow/3000");
     fx_result s = {0};
     httpc_request_opts o2 = {.url = url};
     assert_non_null(httpc_request(c, &o2, fx_done, &s));
@@ -565,8 +530,8 @@ static void test_close_drains(void **state)
 static void test_invalid(void **state)
 {
     (void)state;
-    env e;
-    env_open(&e, NULL);
+    fx_env e;
+    fx_env_open(&e, NULL);
     httpc_request_opts none = {0};
     fx_result x = {0};
     assert_null(httpc_request(e.c, &none, fx_done, &x));
@@ -575,7 +540,7 @@ static void test_invalid(void **state)
     assert_null(httpc_request(NULL, &okopts, fx_done, &x));
 
     char url[256];
-    fx_url(url, sizeof url, &srv, "/ok");
+    fx_url(url, sizeof url, &fx_srv, "/ok");
     httpc_header bad_header[] = {{"X-Bad", "a\r\nInjected: 1"}};
     httpc_request_opts cases[] = {
         {.url = "ftp://127.0.0.1/file"},
@@ -593,7 +558,7 @@ static void test_invalid(void **state)
         assert_true(strlen(r.message) > 0);
         fx_result_free(&r);
     }
-    env_close(&e);
+    fx_env_close(&e);
     assert_null(httpc_new(NULL, NULL));
     httpc_config neg = {.timeout_ms = -1};
     uv_loop_t loop;
@@ -623,20 +588,20 @@ static bool resolve_hook(CURL *easy, unsigned attempt, void *data)
 static void test_curl_hook(void **state)
 {
     (void)state;
-    env e;
-    env_open(&e, NULL);
+    fx_env e;
+    fx_env_open(&e, NULL);
     hook_ctx h = {0};
-    snprintf(h.resolve, sizeof h.resolve, "fixture.test:%d:127.0.0.1", srv.port);
+    snprintf(h.resolve, sizeof h.resolve, "fixture.test:%d:127.0.0.1", fx_srv.port);
     h.list = curl_slist_append(NULL, h.resolve);
     char url[256];
-    snprintf(url, sizeof url, "http://fixture.test:%d/echo", srv.port);
+    snprintf(url, sizeof url, "http://fixture.test:%d/echo", fx_srv.port);
     httpc_request_opts o = {.url = url, .curl_hook = resolve_hook, .curl_hook_data = &h};
     fx_result r = {0};
     fx_fetch(&e.loop, e.c, &o, &r);
     assert_int_equal(r.status, 200);
     json_t *doc = json_loads(fx_body(&r), 0, NULL);
     char host[64];
-    snprintf(host, sizeof host, "fixture.test:%d", srv.port);
+    snprintf(host, sizeof host, "fixture.test:%d", fx_srv.port);
     assert_string_equal(json_string_value(json_object_get(json_object_get(doc, "headers"), "host")),
                         host);
     json_decref(doc);
@@ -646,7 +611,7 @@ static void test_curl_hook(void **state)
 
     char key[64];
     fx_key(key, sizeof key);
-    fx_url(url, sizeof url, &srv, "/ok?key=%s", key);
+    fx_url(url, sizeof url, &fx_srv, "/ok?key=%s", key);
     h.refuse = true;
     httpc_request_opts o2 = {.url = url, .curl_hook = resolve_hook, .curl_hook_data = &h};
     fx_result r2 = {0};
@@ -654,30 +619,30 @@ static void test_curl_hook(void **state)
     assert_int_equal(r2.error, HTTPC_ERR_INVALID);
     assert_string_equal(r2.message, "curl hook refused the request");
     assert_int_equal(r2.attempts, 0);
-    assert_int_equal(fx_hits(&srv, key), 0);
+    assert_int_equal(fx_hits(&fx_srv, key), 0);
     fx_result_free(&r2);
     curl_slist_free_all(h.list);
-    env_close(&e);
+    fx_env_close(&e);
 }
 
 static void test_metrics(void **state)
 {
     (void)state;
     core_metrics *reg = core_metrics_new();
-    env e;
+    fx_env e;
     httpc_config cfg = {.metrics = reg};
-    env_open(&e, &cfg);
+    fx_env_open(&e, &cfg);
     char url[256], host[64];
-    fx_host(host, sizeof host, &srv);
+    fx_host(host, sizeof host, &fx_srv);
     core_metric *req = core_metric_counter(reg, "httpc_requests_total", "", "host,status");
-    fx_url(url, sizeof url, &srv, "/ok");
+    fx_url(url, sizeof url, &fx_srv, "/ok");
     for (int i = 0; i < 2; i++) {
         fx_result r = {0};
         httpc_request_opts o = {.url = url};
         fx_fetch(&e.loop, e.c, &o, &r);
         fx_result_free(&r);
     }
-    fx_url(url, sizeof url, &srv, "/status/404");
+    fx_url(url, sizeof url, &fx_srv, "/status/404");
     fx_result r = {0};
     httpc_request_opts o = {.url = url};
     fx_fetch(&e.loop, e.c, &o, &r);
@@ -700,18 +665,18 @@ static void test_metrics(void **state)
     assert_non_null(strstr(text.data, "httpc_request_duration_seconds"));
     assert_non_null(strstr(text.data, "httpc_requests_total{host=\"127.0.0.1:"));
     core_buf_free(&text);
-    env_close(&e);
+    fx_env_close(&e);
 
     /* One label for every host, when the caller asks (bounded cardinality). */
     httpc_config cfg2 = {.metrics = reg, .metrics_host_label = "scraper"};
-    env_open(&e, &cfg2);
-    fx_url(url, sizeof url, &srv, "/ok");
+    fx_env_open(&e, &cfg2);
+    fx_url(url, sizeof url, &fx_srv, "/ok");
     fx_result r3 = {0};
     httpc_request_opts o3 = {.url = url};
     fx_fetch(&e.loop, e.c, &o3, &r3);
     fx_result_free(&r3);
     assert_true(fx_nz(core_metric_value(req, "scraper", "2xx")) == 1.0);
-    env_close(&e);
+    fx_env_close(&e);
     core_metrics_free(reg);
 }
 
@@ -734,5 +699,5 @@ int main(void)
         cmocka_unit_test(test_curl_hook),
         cmocka_unit_test(test_metrics),
     };
-    return cmocka_run_group_tests_name("httpc_basic", tests, group_setup, group_teardown);
+    return cmocka_run_group_tests_name("httpc_basic", tests, fx_group_setup, fx_group_teardown);
 }

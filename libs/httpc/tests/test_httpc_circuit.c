@@ -4,23 +4,6 @@
  * re-opens on the probe's outcome. */
 #include "httpc_fixture.h"
 
-static fx_server srv;
-
-static int group_setup(void **state)
-{
-    (void)state;
-    fx_log_init();
-    fx_start(&srv);
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    fx_stop(&srv);
-    return 0;
-}
-
 typedef struct env {
     uv_loop_t loop;
     httpc_client *c;
@@ -41,8 +24,8 @@ static void env_open(env *e, unsigned threshold, int64_t cooldown_ms)
     e->c = httpc_new(&e->loop, &cfg);
     assert_non_null(e->c);
     e->gauge = core_metric_gauge(e->reg, "httpc_circuit_open", "", "host");
-    fx_origin(e->origin, sizeof e->origin, &srv);
-    fx_host(e->host, sizeof e->host, &srv);
+    fx_origin(e->origin, sizeof e->origin, &fx_srv);
+    fx_host(e->host, sizeof e->host, &fx_srv);
 }
 
 static void env_close(env *e)
@@ -56,7 +39,7 @@ static fx_result get(env *e, const char *path_fmt, const char *key)
 {
     char url[256], path[192];
     snprintf(path, sizeof path, path_fmt, key);
-    fx_url(url, sizeof url, &srv, "%s", path);
+    fx_url(url, sizeof url, &fx_srv, "%s", path);
     fx_result r = {0};
     httpc_request_opts o = {.url = url};
     fx_fetch(&e->loop, e->c, &o, &r);
@@ -80,7 +63,7 @@ static void open_circuit(env *e, unsigned threshold)
         fx_result_free(&r);
     }
     assert_int_equal(state_of(e), HTTPC_CIRCUIT_OPEN);
-    assert_int_equal(fx_hits(&srv, key), (int)threshold);
+    assert_int_equal(fx_hits(&fx_srv, key), (int)threshold);
 }
 
 static bool half_open(void *data)
@@ -107,18 +90,19 @@ static void test_opens_fails_fast_and_recovers(void **state)
     char msg[128];
     snprintf(msg, sizeof msg, "circuit open for %s", e.host);
     assert_string_equal(r.message, msg);
-    assert_int_equal(fx_hits(&srv, key), 0);
+    assert_int_equal(fx_hits(&fx_srv, key), 0);
     fx_result_free(&r);
     /* The state reads the same through any URL of the origin. */
     char other_spelling[128];
-    snprintf(other_spelling, sizeof other_spelling, "HTTP://127.0.0.1:%d/some/path?q=1", srv.port);
+    snprintf(other_spelling, sizeof other_spelling, "HTTP://127.0.0.1:%d/some/path?q=1",
+             fx_srv.port);
     assert_int_equal(httpc_circuit_state(e.c, other_spelling), HTTPC_CIRCUIT_OPEN);
 
     /* After the cool-down: half-open; one probe succeeds and closes it. */
     assert_true(ts_run_until(&e.loop, half_open, &e, 5000));
     fx_result p = get(&e, "/ok?key=%s", key);
     assert_int_equal(p.status, 200);
-    assert_int_equal(fx_hits(&srv, key), 1);
+    assert_int_equal(fx_hits(&fx_srv, key), 1);
     assert_int_equal(state_of(&e), HTTPC_CIRCUIT_CLOSED);
     assert_true(core_metric_value(e.gauge, e.host) == 0.0);
     fx_result_free(&p);
@@ -141,7 +125,7 @@ static void test_probe_failure_reopens(void **state)
     assert_true(core_metric_value(e.gauge, e.host) == 1.0);
     fx_result f = get(&e, "/ok?key=%s", key);
     assert_int_equal(f.error, HTTPC_ERR_CIRCUIT_OPEN);
-    assert_int_equal(fx_hits(&srv, key), 1);
+    assert_int_equal(fx_hits(&fx_srv, key), 1);
     fx_result_free(&f);
     env_close(&e);
 }
@@ -155,7 +139,7 @@ static void test_half_open_lets_one_probe(void **state)
     assert_true(ts_run_until(&e.loop, half_open, &e, 5000));
     char key[64], url[256];
     fx_key(key, sizeof key);
-    fx_url(url, sizeof url, &srv, "/slow/300?key=%s", key);
+    fx_url(url, sizeof url, &fx_srv, "/slow/300?key=%s", key);
     fx_result a = {0}, b = {0};
     httpc_request_opts o = {.url = url};
     assert_non_null(httpc_request(e.c, &o, fx_done, &a));
@@ -164,7 +148,7 @@ static void test_half_open_lets_one_probe(void **state)
     assert_true(ts_run_until(&e.loop, fx_is_done, &b, 5000));
     assert_int_equal(a.status, 200); /* the probe */
     assert_int_equal(b.error, HTTPC_ERR_CIRCUIT_OPEN);
-    assert_int_equal(fx_hits(&srv, key), 1);
+    assert_int_equal(fx_hits(&fx_srv, key), 1);
     assert_int_equal(state_of(&e), HTTPC_CIRCUIT_CLOSED);
     fx_result_free(&a);
     fx_result_free(&b);
@@ -242,7 +226,7 @@ static void test_transport_errors_open(void **state)
     /* Timeouts are failures as well. */
     char key[64], slow[256];
     fx_key(key, sizeof key);
-    fx_url(slow, sizeof slow, &srv, "/slow/2000?key=%s", key);
+    fx_url(slow, sizeof slow, &fx_srv, "/slow/2000?key=%s", key);
     for (int i = 0; i < 2; i++) {
         fx_result t = {0};
         httpc_request_opts ot = {.url = slow, .timeout_ms = 100};
@@ -264,8 +248,8 @@ static void test_disabled(void **state)
     httpc_client *c = httpc_new(&loop, &cfg);
     char key[64], url[256], origin[64];
     fx_key(key, sizeof key);
-    fx_url(url, sizeof url, &srv, "/status/500?key=%s", key);
-    fx_origin(origin, sizeof origin, &srv);
+    fx_url(url, sizeof url, &fx_srv, "/status/500?key=%s", key);
+    fx_origin(origin, sizeof origin, &fx_srv);
     for (int i = 0; i < 3; i++) {
         fx_result r = {0};
         httpc_request_opts o = {.url = url};
@@ -274,7 +258,7 @@ static void test_disabled(void **state)
         fx_result_free(&r);
     }
     assert_int_equal(httpc_circuit_state(c, origin), HTTPC_CIRCUIT_CLOSED);
-    assert_int_equal(fx_hits(&srv, key), 3);
+    assert_int_equal(fx_hits(&fx_srv, key), 3);
     fx_close_client(&loop, c);
     fx_loop_done(&loop);
     core_metrics_free(reg);
@@ -290,5 +274,5 @@ int main(void)
         cmocka_unit_test(test_transport_errors_open),
         cmocka_unit_test(test_disabled),
     };
-    return cmocka_run_group_tests_name("httpc_circuit", tests, group_setup, group_teardown);
+    return cmocka_run_group_tests_name("httpc_circuit", tests, fx_group_setup, fx_group_teardown);
 }
