@@ -268,7 +268,8 @@ static void write_events(cm_op *op, db_txn *t, const db_result *r)
 
 /* ---------------------------------------------------------------- create */
 
-static void on_inserted(db_txn *t, const db_result *r, void *data)
+/* The INSERT of a brief or the UPDATE of a change returned the item's row. */
+static void on_row_written(db_txn *t, const db_result *r, void *data)
 {
     cm_op *op = data;
     if (failed(op, r) || db_result_rows(r) != 1) {
@@ -284,10 +285,8 @@ static void on_create_begun(db_txn *t, const db_result *r, void *data)
     op->txn = t;
     if (!t) {
         failed(op, r);
-        {
-            finish(op, CM_UNAVAILABLE);
-            return;
-        }
+        finish(op, CM_UNAVAILABLE);
+        return;
     }
     char *sources = json_dumps(op->brief.sources, JSON_COMPACT);
     bool gen = op->to == CM_GENERATING;
@@ -307,7 +306,7 @@ static void on_create_begun(db_txn *t, const db_result *r, void *data)
                             gen ? op->new_job : NULL,
                             gen ? "requested" : NULL,
                             gen ? "0" : NULL};
-    db_txn_query(t, sql.data, 10, params, on_inserted, op);
+    db_txn_query(t, sql.data, 10, params, on_row_written, op);
     core_buf_free(&sql);
     free(sources);
 }
@@ -324,16 +323,6 @@ void cm_op_create(cm_op *op)
 }
 
 /* ---------------------------------------------------------------- changes */
-
-static void on_updated(db_txn *t, const db_result *r, void *data)
-{
-    cm_op *op = data;
-    if (failed(op, r) || db_result_rows(r) != 1) {
-        fail_txn(op);
-        return;
-    }
-    write_events(op, t, r);
-}
 
 static void on_selected(db_txn *t, const db_result *r, void *data)
 {
@@ -409,7 +398,7 @@ static void on_selected(db_txn *t, const db_result *r, void *data)
                     "version = version + 1, updated_at = now() WHERE id = $1 RETURNING %s",
                     cm_item_cols);
     const char *params[] = {op->id, cm_status_name(op->to), body, reason, job_id, stage, percent};
-    db_txn_query(t, sql.data, 7, params, on_updated, op);
+    db_txn_query(t, sql.data, 7, params, on_row_written, op);
     core_buf_free(&sql);
 }
 
@@ -440,10 +429,8 @@ static void on_begun(db_txn *t, const db_result *r, void *data)
     op->txn = t;
     if (!t) {
         failed(op, r);
-        {
-            finish(op, CM_UNAVAILABLE);
-            return;
-        }
+        finish(op, CM_UNAVAILABLE);
+        return;
     }
     if (op->event_id[0])
         db_inbox_claim(t, CM_CONSUMER, op->event_id, on_claimed, op);
