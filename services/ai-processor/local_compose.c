@@ -48,18 +48,6 @@ static void selection_free(selection *sel)
     free(sel->chosen);
 }
 
-static size_t count_words(const char *s, size_t len)
-{
-    size_t words = 0;
-    bool in_word = false;
-    for (size_t i = 0; i < len; i++) {
-        bool space = s[i] == ' ' || s[i] == '\n' || s[i] == '\t';
-        if (!space && !in_word) words++;
-        in_word = !space;
-    }
-    return words;
-}
-
 /* Too close to a sentence already chosen (same words, give or take). */
 static bool redundant(const local_corpus *c, const selection *sel, const local_sentence *s)
 {
@@ -80,7 +68,7 @@ static size_t pick(const local_corpus *c, selection *sel, size_t source, size_t 
         if (!s->eligible || sel->chosen[i]) continue;
         if (source != SIZE_MAX && s->source != source) continue;
         if (redundant(c, sel, s)) continue;
-        size_t w = count_words(s->text, s->len);
+        size_t w = local_count_words(s->text, s->len);
         if (taken > 0 && words + w > max_words) continue;
         sel->picked[sel->n++] = i;
         sel->chosen[i] = true;

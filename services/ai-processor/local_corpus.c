@@ -183,18 +183,6 @@ static void share_sentences(const size_t *counts, size_t nsources, size_t cap, s
 
 /* ---------------------------------------------------------------- corpus */
 
-static size_t count_words(const char *s, size_t len)
-{
-    size_t words = 0;
-    bool in_word = false;
-    for (size_t i = 0; i < len; i++) {
-        bool space = s[i] == ' ' || s[i] == '\n' || s[i] == '\t';
-        if (!space && !in_word) words++;
-        in_word = !space;
-    }
-    return words;
-}
-
 /* Ends with . ! ? … or a CJK mark, possibly followed by closing quotes and brackets. */
 static bool ends_like_sentence(const char *s, size_t len)
 {
@@ -326,7 +314,7 @@ provider_error local_corpus_build(local_corpus *c, const provider_request *req,
                                   .nwords = (uint32_t)tc.n};
             c->term_pool_len += distinct;
             /* A heading-like fragment ("Latest news") is context, not a sentence to reuse. */
-            s->eligible = ends_like_sentence(text, len) || count_words(text, len) >= 8;
+            s->eligible = ends_like_sentence(text, len) || local_count_words(text, len) >= 8;
             any_eligible = any_eligible || s->eligible;
             c->sources[i].nsentences_kept++;
             c->nsentences++;

@@ -57,6 +57,8 @@ bool local_is_stopword(const char *word, size_t len);
 /* Appends a sentence as it is, except that a whitespace run holding a newline or tab becomes
  * one space (so a sentence wrapped across lines stays one Markdown line). */
 void local_append_sentence(core_buf *out, const char *s, size_t len);
+/* Runs of non-blank characters (space, tab, newline separate them). */
+size_t local_count_words(const char *s, size_t len);
 
 /* ---------------------------------------------------------------- corpus (local_corpus.c) */
 

@@ -582,3 +582,15 @@ void local_tokenize(const char *text, size_t len, local_token_cb cb, void *data)
         emit_token(text + start, i - start, ascii, cb, data);
     }
 }
+
+size_t local_count_words(const char *s, size_t len)
+{
+    size_t words = 0;
+    bool in_word = false;
+    for (size_t i = 0; i < len; i++) {
+        bool space = s[i] == ' ' || s[i] == '\n' || s[i] == '\t';
+        if (!space && !in_word) words++;
+        in_word = !space;
+    }
+    return words;
+}
