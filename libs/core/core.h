@@ -6,7 +6,7 @@
  *   core_metric_*   a Prometheus registry: counters, gauges, histograms, text rendering
  *   core_uuid_*     UUIDv7 ids; W3C trace context ids
  *   core_now_* ...  clocks and RFC 3339 timestamps
- *   core_buf_*      a growable byte buffer
+ *   core_buf_*      a growable byte buffer; core_x* allocations that abort on out of memory
  *   core_backoff_ms exponential backoff with full jitter
  *   core_signals_*  SIGTERM/SIGINT on the libuv loop, for draining
  *
@@ -21,6 +21,15 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
+
+/* ---------------------------------------------------------------- memory */
+
+/* Allocations that cannot fail: out of memory aborts, since no service can go on sensibly.
+ * A zero count or size still returns a pointer that can be freed; core_xstrdup(NULL) is "". */
+void *core_xcalloc(size_t n, size_t size);
+void *core_xrealloc(void *p, size_t size);
+char *core_xstrdup(const char *s);
+char *core_xstrndup(const char *s, size_t n); /* at most n bytes, always NUL-terminated */
 
 /* ---------------------------------------------------------------- buffer */
 

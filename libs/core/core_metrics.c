@@ -39,23 +39,9 @@ const double core_metric_default_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.2
 const size_t core_metric_default_nbuckets =
     sizeof core_metric_default_buckets / sizeof *core_metric_default_buckets;
 
-static void *metric_xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size);
-    if (!p) abort();
-    return p;
-}
-
-static char *metric_xstrdup(const char *s)
-{
-    char *p = strdup(s ? s : "");
-    if (!p) abort();
-    return p;
-}
-
 core_metrics *core_metrics_new(void)
 {
-    return metric_xcalloc(1, sizeof(core_metrics));
+    return core_xcalloc(1, sizeof(core_metrics));
 }
 
 core_metrics *core_metrics_default(void)
@@ -99,16 +85,16 @@ static core_metric *metric_register(core_metrics *reg, const char *name, const c
 {
     for (core_metric *m = reg->first; m; m = m->next)
         if (strcmp(m->name, name) == 0) return m->kind == kind ? m : NULL;
-    core_metric *m = metric_xcalloc(1, sizeof *m);
-    m->name = metric_xstrdup(name);
-    m->help = metric_xstrdup(help);
+    core_metric *m = core_xcalloc(1, sizeof *m);
+    m->name = core_xstrdup(name);
+    m->help = core_xstrdup(help);
     m->kind = kind;
     if (label_names && *label_names) {
         const char *p = label_names;
         while (*p && m->nlabels < METRIC_MAX_LABELS) {
             const char *comma = strchr(p, ',');
             size_t len = comma ? (size_t)(comma - p) : strlen(p);
-            m->labels[m->nlabels] = metric_xcalloc(len + 1, 1);
+            m->labels[m->nlabels] = core_xcalloc(len + 1, 1);
             memcpy(m->labels[m->nlabels], p, len);
             m->nlabels++;
             p += len + (comma ? 1 : 0);
@@ -143,7 +129,7 @@ core_metric *core_metric_histogram(core_metrics *reg, const char *name, const ch
             buckets = core_metric_default_buckets;
             nbuckets = core_metric_default_nbuckets;
         }
-        m->buckets = metric_xcalloc(nbuckets, sizeof(double));
+        m->buckets = core_xcalloc(nbuckets, sizeof(double));
         memcpy(m->buckets, buckets, nbuckets * sizeof(double));
         m->nbuckets = nbuckets;
     }
@@ -187,10 +173,10 @@ static metric_series *metric_find(core_metric *m, va_list ap, bool create)
     metric_series *s = &m->series[m->nseries++];
     memset(s, 0, sizeof *s);
     s->hash = h;
-    s->values = metric_xcalloc(m->nlabels, sizeof(char *));
+    s->values = core_xcalloc(m->nlabels, sizeof(char *));
     for (size_t j = 0; j < m->nlabels; j++)
-        s->values[j] = metric_xstrdup(values[j]);
-    if (m->kind == METRIC_HISTOGRAM) s->bucket_counts = metric_xcalloc(m->nbuckets, 8);
+        s->values[j] = core_xstrdup(values[j]);
+    if (m->kind == METRIC_HISTOGRAM) s->bucket_counts = core_xcalloc(m->nbuckets, 8);
     return s;
 }
 

@@ -132,13 +132,6 @@ void db_config_from_env(core_config *cc, db_config *out)
 
 /* ---------------------------------------------------------------- helpers */
 
-static char *xstrdup(const char *s)
-{
-    char *d = strdup(s);
-    if (!d) abort();
-    return d;
-}
-
 uv_loop_t *dbi_pool_loop(const db_pool *p)
 {
     return p->loop;
@@ -266,7 +259,7 @@ dbi_work *dbi_work_new(db_pool *p, dbi_work_kind kind, const char *sql, int npar
     }
     dbi_strlcpy(w->trace, core_log_trace(), sizeof w->trace);
     if (err[0]) {
-        w->err = xstrdup(err);
+        w->err = core_xstrdup(err);
         dbi_strlcpy(w->sqlstate, DBI_SQLSTATE_INVALID, sizeof w->sqlstate);
     }
     return w;
@@ -389,7 +382,7 @@ static void pool_kick_cb(uv_timer_t *timer)
 void dbi_defer(db_pool *p, dbi_work *w, const char *err, const char *sqlstate)
 {
     if (!w->err && err) { /* err NULL: report success (a rollback with nothing to undo) */
-        w->err = xstrdup(err);
+        w->err = core_xstrdup(err);
         dbi_strlcpy(w->sqlstate, sqlstate ? sqlstate : "", sizeof w->sqlstate);
     }
     if ((w->kind == DBI_W_TXN_QUERY || w->kind == DBI_W_TXN_SCRIPT) && w->txn && w->err)
@@ -681,9 +674,9 @@ db_pool *db_pool_new(uv_loop_t *loop, const db_config *cfg, char *err, size_t er
     if (!p) abort();
     p->loop = loop;
     p->cfg = *cfg;
-    p->url = xstrdup(cfg->url);
-    p->app_name = xstrdup(cfg->application_name ? cfg->application_name : POOL_DEFAULT_APP);
-    p->search_path = cfg->search_path ? xstrdup(cfg->search_path) : NULL;
+    p->url = core_xstrdup(cfg->url);
+    p->app_name = core_xstrdup(cfg->application_name ? cfg->application_name : POOL_DEFAULT_APP);
+    p->search_path = cfg->search_path ? core_xstrdup(cfg->search_path) : NULL;
     p->cfg.url = p->url;
     p->cfg.application_name = p->app_name;
     p->cfg.search_path = p->search_path;

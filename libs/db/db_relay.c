@@ -86,13 +86,6 @@ struct db_relay {
 
 static void relay_step(db_relay *r);
 
-static char *xstrdup(const char *s)
-{
-    char *d = strdup(s);
-    if (!d) abort();
-    return d;
-}
-
 static void relay_crash_point(const db_relay *r, const char *point)
 {
 #ifdef CORE_TEST_BUILD
@@ -625,17 +618,17 @@ db_relay *db_outbox_relay_new(uv_loop_t *loop, db_pool *pool, const db_relay_con
     if (!r) abort();
     r->loop = loop;
     r->pool = pool;
-    r->brokers = xstrdup(cfg->brokers);
-    r->name = xstrdup(cfg->name);
+    r->brokers = core_xstrdup(cfg->brokers);
+    r->name = core_xstrdup(cfg->name);
     core_buf b = {0};
     if (cfg->source && *cfg->source)
         core_buf_puts(&b, cfg->source);
     else
         core_buf_printf(&b, "/services/%s", cfg->name);
     r->source = core_buf_steal(&b, NULL);
-    r->ckpt_topic = xstrdup(cfg->checkpoint_topic && *cfg->checkpoint_topic
-                                ? cfg->checkpoint_topic
-                                : TOPIC_PLATFORM_OUTBOX_CHECKPOINTS);
+    r->ckpt_topic = core_xstrdup(cfg->checkpoint_topic && *cfg->checkpoint_topic
+                                     ? cfg->checkpoint_topic
+                                     : TOPIC_PLATFORM_OUTBOX_CHECKPOINTS);
     core_buf_printf(&b, "outbox-%s", cfg->name);
     r->txn_id = core_buf_steal(&b, NULL);
     core_buf_printf(&b, "%s-outbox-relay", dbi_pool_config(pool)->application_name);

@@ -73,15 +73,6 @@ static void req_gen_noop_stop(h2o_generator_t *self, h2o_req_t *req)
  * h2o_send_inline's error responses (whose generator has none). */
 static h2o_generator_t req_body_generator = {req_gen_noop_proceed, req_gen_noop_stop};
 
-static char *req_strndup(const char *s, size_t len)
-{
-    char *p = malloc(len + 1);
-    if (!p) abort();
-    if (len) memcpy(p, s, len);
-    p[len] = '\0';
-    return p;
-}
-
 char *http_internal_req_strdup(http_req *req, const char *s, size_t len)
 {
     struct http_internal_alloc *a = malloc(sizeof *a + len + 1);
@@ -340,15 +331,15 @@ static http_req *req_attach(http_server *srv, h2o_req_t *h)
     srv->inflight = req;
     srv->ninflight++;
 
-    req->method = req_strndup(h->input.method.base, h->input.method.len);
+    req->method = core_xstrndup(h->input.method.base, h->input.method.len);
     const char *path = h->input.path.base;
     size_t plen = h->input.path.len;
     const char *q = plen ? memchr(path, '?', plen) : NULL;
     if (q) {
-        req->query = req_strndup(q + 1, plen - (size_t)(q - path) - 1);
+        req->query = core_xstrndup(q + 1, plen - (size_t)(q - path) - 1);
         plen = (size_t)(q - path);
     }
-    req->path = req_strndup(path, plen);
+    req->path = core_xstrndup(path, plen);
     req_fill_ids(req, h);
     req_fill_remote(req, h);
     return req;
@@ -494,7 +485,7 @@ static int req_parse_query(http_req *req)
             const char *ne = eq ? eq : pe;
             char *name = http_internal_pct_decode(p, (size_t)(ne - p), true, NULL);
             char *value = eq ? http_internal_pct_decode(eq + 1, (size_t)(pe - eq - 1), true, NULL)
-                             : req_strndup("", 0);
+                             : core_xstrndup("", 0);
             if (!name || !value) {
                 free(name);
                 free(value);
@@ -592,7 +583,7 @@ static void req_dispatch(http_server *srv, http_req *req)
     }
     req->params = n ? calloc(n, sizeof *req->params) : NULL;
     for (size_t i = 0; i < n; i++) {
-        char *v = caps[i].raw ? req_strndup(caps[i].start, caps[i].len)
+        char *v = caps[i].raw ? core_xstrndup(caps[i].start, caps[i].len)
                               : http_internal_pct_decode(caps[i].start, caps[i].len, false, NULL);
         if (!v) {
             free(caps);
@@ -600,7 +591,7 @@ static void req_dispatch(http_server *srv, http_req *req)
             http_respond_problem(req, 400, NULL, "malformed percent-encoding in the path");
             return;
         }
-        req->params[i].name = req_strndup(caps[i].name, strlen(caps[i].name));
+        req->params[i].name = core_xstrndup(caps[i].name, strlen(caps[i].name));
         req->params[i].value = v;
         req->nparams++;
     }

@@ -20,15 +20,6 @@ void http_internal_segs_free(http_internal_seg *segs, size_t nsegs)
     free(segs);
 }
 
-static char *router_strndup(const char *s, size_t len)
-{
-    char *p = malloc(len + 1);
-    if (!p) abort();
-    memcpy(p, s, len);
-    p[len] = '\0';
-    return p;
-}
-
 int http_internal_pattern_parse(const char *pattern, http_internal_seg **out, size_t *nout)
 {
     *out = NULL;
@@ -52,13 +43,13 @@ int http_internal_pattern_parse(const char *pattern, http_internal_seg **out, si
         if (len == 1 && p[0] == '*') {
             if (i != n - 1) goto bad;
             segs[i].kind = HTTP_INTERNAL_SEG_REST;
-            segs[i].text = router_strndup("*", 1);
+            segs[i].text = core_xstrndup("*", 1);
             segs[i].len = 1;
         } else if (len >= 3 && p[0] == '{' && p[len - 1] == '}') {
             for (size_t k = 1; k + 1 < len; k++)
                 if (!router_name_char(p[k])) goto bad;
             segs[i].kind = HTTP_INTERNAL_SEG_PARAM;
-            segs[i].text = router_strndup(p + 1, len - 2);
+            segs[i].text = core_xstrndup(p + 1, len - 2);
             segs[i].len = len - 2;
             for (size_t j = 0; j < i; j++)
                 if (segs[j].kind == HTTP_INTERNAL_SEG_PARAM &&
@@ -70,7 +61,7 @@ int http_internal_pattern_parse(const char *pattern, http_internal_seg **out, si
                     (unsigned char)p[k] >= 0x7f)
                     goto bad;
             segs[i].kind = HTTP_INTERNAL_SEG_LITERAL;
-            segs[i].text = router_strndup(p, len);
+            segs[i].text = core_xstrndup(p, len);
             segs[i].len = len;
         }
         p = slash ? slash + 1 : end;

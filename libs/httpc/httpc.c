@@ -141,13 +141,6 @@ static void httpc__on_aux(uv_timer_t *t);
 
 /* ---------------------------------------------------------------- small helpers */
 
-static char *httpc__xstrdup(const char *s)
-{
-    char *p = strdup(s ? s : "");
-    if (!p) abort();
-    return p;
-}
-
 static const char *httpc__label(const httpc_client *c, const char *host_label)
 {
     if (c->metrics_host_label) return c->metrics_host_label;
@@ -667,7 +660,7 @@ static void httpc__attempt_done(httpc_req *r, CURLcode rc)
     curl_easy_getinfo(r->easy, CURLINFO_EFFECTIVE_URL, &eff);
     if (eff) {
         free(r->effective_url);
-        r->effective_url = httpc__xstrdup(eff);
+        r->effective_url = core_xstrdup(eff);
     }
     httpc__detach(r);
 
@@ -849,11 +842,10 @@ httpc_client *httpc_new(uv_loop_t *loop, const httpc_config *cfg)
         return NULL;
     }
     c->loop = loop;
-    c->user_agent = httpc__xstrdup(cfg->user_agent ? cfg->user_agent : HTTPC__DEFAULT_USER_AGENT);
+    c->user_agent = core_xstrdup(cfg->user_agent ? cfg->user_agent : HTTPC__DEFAULT_USER_AGENT);
     c->accept_encoding =
-        httpc__xstrdup(cfg->accept_encoding ? cfg->accept_encoding : HTTPC__DEFAULT_ENCODING);
-    c->metrics_host_label =
-        cfg->metrics_host_label ? httpc__xstrdup(cfg->metrics_host_label) : NULL;
+        core_xstrdup(cfg->accept_encoding ? cfg->accept_encoding : HTTPC__DEFAULT_ENCODING);
+    c->metrics_host_label = cfg->metrics_host_label ? core_xstrdup(cfg->metrics_host_label) : NULL;
     c->connect_timeout_ms =
         cfg->connect_timeout_ms ? cfg->connect_timeout_ms : HTTPC__DEFAULT_CONNECT_TIMEOUT;
     c->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : HTTPC__DEFAULT_TIMEOUT;
@@ -918,8 +910,8 @@ httpc_req *httpc_request(httpc_client *c, const httpc_request_opts *opts, httpc_
     r->start_ns = core_mono_ns();
     r->retry_after_ms = -1;
     snprintf(r->trace, sizeof r->trace, "%s", core_log_trace());
-    r->method = httpc__xstrdup(opts->method ? opts->method : "GET");
-    r->url = httpc__xstrdup(opts->url);
+    r->method = core_xstrdup(opts->method ? opts->method : "GET");
+    r->url = core_xstrdup(opts->url);
     r->has_body = opts->body != NULL || opts->body_len > 0;
     r->body_len = opts->body ? opts->body_len : 0;
     r->body = malloc(r->body_len + 1);

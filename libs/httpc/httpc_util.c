@@ -7,15 +7,6 @@
 #include <string.h>
 #include <strings.h>
 
-static char *httpc__xstrndup(const char *s, size_t n)
-{
-    char *p = malloc(n + 1);
-    if (!p) abort();
-    memcpy(p, s, n);
-    p[n] = '\0';
-    return p;
-}
-
 static void httpc__lower(char *s)
 {
     for (; *s; s++)
@@ -164,8 +155,8 @@ void httpc__headers_line(httpc__headers *h, const char *line, size_t len)
         h->items = items;
         h->cap = cap;
     }
-    h->items[h->n].name = httpc__xstrndup(line, nlen);
-    h->items[h->n].value = httpc__xstrndup(v, vlen);
+    h->items[h->n].name = core_xstrndup(line, nlen);
+    h->items[h->n].value = core_xstrndup(v, vlen);
     h->n++;
 }
 

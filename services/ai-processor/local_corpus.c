@@ -9,29 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size);
-    if (!p) abort();
-    return p;
-}
-
-static void *xrealloc(void *p, size_t size)
-{
-    p = realloc(p, size ? size : 1);
-    if (!p) abort();
-    return p;
-}
-
-static char *xstrndup(const char *s, size_t n)
-{
-    char *d = malloc(n + 1);
-    if (!d) abort();
-    memcpy(d, s, n);
-    d[n] = '\0';
-    return d;
-}
-
 /* FNV-1a: only used to find equal strings; no order ever depends on it. */
 static uint64_t hash_bytes(const char *s, size_t n)
 {
@@ -53,7 +30,7 @@ static const char *non_empty(const char *s)
 static void term_index_grow(local_corpus *c)
 {
     size_t cap = c->term_index_cap ? c->term_index_cap * 2 : 1024;
-    uint32_t *index = xcalloc(cap, sizeof *index);
+    uint32_t *index = core_xcalloc(cap, sizeof *index);
     for (size_t t = 0; t < c->nterms; t++) {
         const char *stem = c->terms[t].stem;
         size_t slot = hash_bytes(stem, strlen(stem)) & (cap - 1);
@@ -82,11 +59,11 @@ static uint32_t term_id(local_corpus *c, const char *stem, size_t stem_len, cons
     if (!surface) return UINT32_MAX;
     if (c->nterms == c->terms_cap) {
         c->terms_cap = c->terms_cap ? c->terms_cap * 2 : 256;
-        c->terms = xrealloc(c->terms, c->terms_cap * sizeof *c->terms);
+        c->terms = core_xrealloc(c->terms, c->terms_cap * sizeof *c->terms);
     }
     uint32_t id = (uint32_t)c->nterms++;
-    c->terms[id] =
-        (local_term){.stem = xstrndup(stem, stem_len), .surface = xstrndup(surface, surface_len)};
+    c->terms[id] = (local_term){.stem = core_xstrndup(stem, stem_len),
+                                .surface = core_xstrndup(surface, surface_len)};
     c->term_index[slot] = id + 1;
     return id;
 }
@@ -103,7 +80,7 @@ static void collect_term(const char *stem, size_t stem_len, const char *surface,
     term_collector *tc = data;
     if (tc->n == tc->cap) {
         tc->cap = tc->cap ? tc->cap * 2 : 64;
-        tc->ids = xrealloc(tc->ids, tc->cap * sizeof *tc->ids);
+        tc->ids = core_xrealloc(tc->ids, tc->cap * sizeof *tc->ids);
     }
     tc->ids[tc->n++] = term_id(tc->corpus, stem, stem_len, surface, surface_len);
 }
@@ -148,7 +125,7 @@ static int compare_ids(const void *a, const void *b)
  * sources' sizes allow (a short source keeps all of its sentences). */
 static void share_sentences(const size_t *counts, size_t nsources, size_t cap, size_t *allow)
 {
-    bool *settled = xcalloc(nsources, sizeof *settled);
+    bool *settled = core_xcalloc(nsources, sizeof *settled);
     size_t remaining = cap, pending = 0;
     for (size_t i = 0; i < nsources; i++) {
         allow[i] = 0;
@@ -249,10 +226,10 @@ provider_error local_corpus_build(local_corpus *c, const provider_request *req,
     }
 
     c->nsources = req->nsources;
-    c->sources = xcalloc(c->nsources, sizeof *c->sources);
-    local_span **spans = xcalloc(c->nsources, sizeof *spans);
-    size_t *counts = xcalloc(c->nsources, sizeof *counts);
-    size_t *allow = xcalloc(c->nsources, sizeof *allow);
+    c->sources = core_xcalloc(c->nsources, sizeof *c->sources);
+    local_span **spans = core_xcalloc(c->nsources, sizeof *spans);
+    size_t *counts = core_xcalloc(c->nsources, sizeof *counts);
+    size_t *allow = core_xcalloc(c->nsources, sizeof *allow);
     size_t candidates = 0;
     for (size_t i = 0; i < c->nsources; i++) {
         const provider_source *src = &req->sources[i];
@@ -271,11 +248,11 @@ provider_error local_corpus_build(local_corpus *c, const provider_request *req,
     for (size_t i = 0; i < c->nsources; i++)
         kept += allow[i];
     c->dropped_sentences = candidates - kept;
-    c->sentences = xcalloc(kept, sizeof *c->sentences);
+    c->sentences = core_xcalloc(kept, sizeof *c->sentences);
     size_t dup_cap = 64;
     while (dup_cap < kept * 2)
         dup_cap *= 2;
-    uint32_t *dup_table = xcalloc(dup_cap, sizeof *dup_table);
+    uint32_t *dup_table = core_xcalloc(dup_cap, sizeof *dup_table);
     term_collector tc = {.corpus = c};
     bool any_eligible = false;
     for (size_t i = 0; i < c->nsources; i++) {
@@ -302,7 +279,7 @@ provider_error local_corpus_build(local_corpus *c, const provider_request *req,
             if (c->term_pool_len + distinct > c->term_pool_cap) {
                 while (c->term_pool_len + distinct > c->term_pool_cap)
                     c->term_pool_cap = c->term_pool_cap ? c->term_pool_cap * 2 : 1024;
-                c->term_pool = xrealloc(c->term_pool, c->term_pool_cap * sizeof *c->term_pool);
+                c->term_pool = core_xrealloc(c->term_pool, c->term_pool_cap * sizeof *c->term_pool);
             }
             if (distinct)
                 memcpy(c->term_pool + c->term_pool_len, tc.ids, distinct * sizeof *tc.ids);

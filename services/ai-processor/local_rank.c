@@ -21,13 +21,6 @@
 /* A sentence made only of query words scores up to about 1 + QUERY_BOOST times more. */
 #define QUERY_BOOST 2.0
 
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size);
-    if (!p) abort();
-    return p;
-}
-
 static int64_t rounded(double score)
 {
     return llround(score * 1e9);
@@ -78,7 +71,7 @@ static void graph_push(graph *g, uint32_t j, float w)
 static void build_graph(const local_corpus *c, graph *g)
 {
     size_t n = c->nsentences;
-    size_t *posting_first = xcalloc(c->nterms + 1, sizeof *posting_first);
+    size_t *posting_first = core_xcalloc(c->nterms + 1, sizeof *posting_first);
     for (size_t i = 0; i < n; i++) {
         const uint32_t *terms = local_sentence_terms(c, &c->sentences[i]);
         for (uint32_t k = 0; k < c->sentences[i].nterms; k++)
@@ -86,8 +79,8 @@ static void build_graph(const local_corpus *c, graph *g)
     }
     for (size_t t = 0; t < c->nterms; t++)
         posting_first[t + 1] += posting_first[t];
-    uint32_t *postings = xcalloc(posting_first[c->nterms], sizeof *postings);
-    size_t *fill = xcalloc(c->nterms, sizeof *fill);
+    uint32_t *postings = core_xcalloc(posting_first[c->nterms], sizeof *postings);
+    size_t *fill = core_xcalloc(c->nterms, sizeof *fill);
     for (size_t i = 0; i < n; i++) {
         const uint32_t *terms = local_sentence_terms(c, &c->sentences[i]);
         for (uint32_t k = 0; k < c->sentences[i].nterms; k++) {
@@ -96,9 +89,9 @@ static void build_graph(const local_corpus *c, graph *g)
         }
     }
 
-    uint32_t *overlap = xcalloc(n, sizeof *overlap);
-    uint32_t *touched = xcalloc(n, sizeof *touched);
-    g->row_first = xcalloc(n + 1, sizeof *g->row_first);
+    uint32_t *overlap = core_xcalloc(n, sizeof *overlap);
+    uint32_t *touched = core_xcalloc(n, sizeof *touched);
+    g->row_first = core_xcalloc(n + 1, sizeof *g->row_first);
     for (size_t i = 0; i < n; i++) {
         const local_sentence *si = &c->sentences[i];
         const uint32_t *terms = local_sentence_terms(c, si);
@@ -158,15 +151,15 @@ void local_rank(local_corpus *c)
     size_t n = c->nsentences;
     graph g = {0};
     build_graph(c, &g);
-    double *bias = xcalloc(n, sizeof *bias);
+    double *bias = core_xcalloc(n, sizeof *bias);
     teleport_bias(c, bias);
-    double *out_weight = xcalloc(n, sizeof *out_weight);
+    double *out_weight = core_xcalloc(n, sizeof *out_weight);
     for (size_t i = 0; i < n; i++)
         for (size_t e = g.row_first[i]; e < g.row_first[i + 1]; e++)
             out_weight[i] += g.weight[e];
 
-    double *score = xcalloc(n, sizeof *score);
-    double *next = xcalloc(n, sizeof *next);
+    double *score = core_xcalloc(n, sizeof *score);
+    double *next = core_xcalloc(n, sizeof *next);
     for (size_t i = 0; i < n; i++)
         score[i] = 1.0;
     for (int iteration = 0; iteration < LOCAL_MAX_ITERATIONS; iteration++) {
@@ -194,8 +187,8 @@ void local_rank(local_corpus *c)
     }
 
     free(c->order);
-    c->order = xcalloc(n, sizeof *c->order);
-    ranked *by_score = xcalloc(n, sizeof *by_score);
+    c->order = core_xcalloc(n, sizeof *c->order);
+    ranked *by_score = core_xcalloc(n, sizeof *by_score);
     for (size_t i = 0; i < n; i++)
         by_score[i] = (ranked){rounded(score[i]), (uint32_t)i};
     qsort(by_score, n, sizeof *by_score, compare_ranked);
@@ -258,7 +251,7 @@ static bool keyword_candidate(const local_term *t)
 
 size_t local_top_keywords(const local_corpus *c, size_t source, size_t k, uint32_t *out)
 {
-    double *weight = xcalloc(c->nterms, sizeof *weight);
+    double *weight = core_xcalloc(c->nterms, sizeof *weight);
     if (source == SIZE_MAX) {
         for (size_t t = 0; t < c->nterms; t++)
             weight[t] = c->terms[t].weight;

@@ -40,6 +40,28 @@ static void test_buf_append_printf_escape(void **state)
     core_buf_free(&b);
 }
 
+static void test_allocations(void **state)
+{
+    (void)state;
+    char *a = core_xstrndup("hello world", 5);
+    assert_string_equal(a, "hello");
+    char *b = core_xstrdup(NULL);
+    assert_string_equal(b, "");
+    char *c = core_xstrndup(NULL, 0);
+    assert_string_equal(c, "");
+    int *z = core_xcalloc(0, sizeof(int)); /* still a pointer that can be freed */
+    assert_non_null(z);
+    int *n = core_xcalloc(4, sizeof(int));
+    assert_int_equal(n[0] | n[1] | n[2] | n[3], 0);
+    n = core_xrealloc(n, 8 * sizeof(int));
+    assert_int_equal(n[3], 0);
+    free(a);
+    free(b);
+    free(c);
+    free(z);
+    free(n);
+}
+
 /* ------------------------------------------------------------ config */
 
 static void test_config_values(void **state)
@@ -404,6 +426,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_buf_append_printf_escape),
+        cmocka_unit_test(test_allocations),
         cmocka_unit_test(test_config_values),
         cmocka_unit_test(test_config_errors_name_the_variable),
         cmocka_unit_test(test_config_finish_exits_78_with_one_line),
