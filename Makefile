@@ -4,7 +4,7 @@
 #   make test       installs what is missing, builds with ASan+UBSan into build/asan, starts
 #                   Kafka and PostgreSQL if they are not running, runs every test
 #   make up / down  the whole local stack on loopback (data and logs under var/)
-#   make bench      bus throughput against Kafka's own perf tools
+#   make bench      every benchmark (scripts/bench-*.sh; BENCH_ONLY="bus gateway" for some)
 #   make fmt / lint clang-format; format check, banned functions
 #
 # Layout it discovers by itself (nobody edits this file to add code):
@@ -45,7 +45,7 @@ endif
 
 LIB_NAMES := $(sort $(notdir $(patsubst %/,%,$(dir $(wildcard libs/*/*.h)))))
 # Dependents before their dependencies; --start-group makes the order forgiving anyway.
-LIB_ORDER := http db bus httpc events core
+LIB_ORDER := http db bus httpc auth events core
 LIB_LINK := $(foreach l,$(LIB_ORDER),$(if $(filter $(l),$(LIB_NAMES) events),$(BUILD)/lib/lib$(l).a))
 
 GEN := $(BUILD)/gen
@@ -128,6 +128,7 @@ DEPS_http := http core
 DEPS_httpc := httpc core
 DEPS_bus := bus events core
 DEPS_db := db bus events core
+DEPS_auth := auth core
 define TEST_template
 $(2): $(patsubst %.c,$(BUILD)/obj/%.o,$(1)) $$(SUPPORT_OBJ) $(3)
 	@mkdir -p $$(dir $$@)
@@ -171,7 +172,7 @@ down:
 	scripts/down.sh
 
 bench:
-	scripts/bench-bus.sh
+	scripts/bench.sh
 
 C_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null; git ls-files --others --exclude-standard '*.c' '*.h' 2>/dev/null)
 

@@ -252,11 +252,18 @@ static void jobs_pump(ai_jobs *j)
 
 /* ---------------------------------------------------------------- event writes */
 
+/* One transaction writes every event the job has ready: the progress stages reported since
+ * the last write and, when the provider has finished, the final one. A fast provider (local)
+ * reports ranking, composing and done almost at once; one transaction instead of three keeps
+ * the pipeline short. */
 typedef struct job_write {
     ai_job *job;
-    bool final;
-    char stage[16];
-    int percent;
+    bool final;  /* the last entry is the final event (done or failed) */
+    int n, next; /* entries, and the next one to add to the outbox */
+    struct {
+        char stage[16];
+        int percent;
+    } ev[MAX_PROGRESS + 1];
     char *error; /* first failure */
 } job_write;
 
@@ -307,7 +314,7 @@ static void write_finished(job_write *w, bool ok)
         }
     } else if (!ok) {
         core_log_warn("progress not recorded", CORE_F_STR("job_id", job->job_id),
-                      CORE_F_STR("stage", w->stage),
+                      CORE_F_STR("stage", w->ev[w->n - 1].stage),
                       CORE_F_STR("error", w->error ? w->error : "unknown"));
     }
     free(w->error);
@@ -331,6 +338,11 @@ static void on_write_outboxed(db_txn *t, const db_result *r, void *data)
         db_rollback(t, on_write_ended, w);
         return;
     }
+    if (w->next < w->n) {
+        int i = w->next++;
+        write_outbox(t, w->job, w->ev[i].stage, w->ev[i].percent, on_write_outboxed, w);
+        return;
+    }
     db_commit(t, on_write_ended, w);
 }
 
@@ -351,7 +363,8 @@ static void on_write_updated(db_txn *t, const db_result *r, void *data)
         return;
     }
     core_log_set_trace(job->trace_id);
-    write_outbox(t, job, w->stage, w->percent, on_write_outboxed, w);
+    w->next = 1;
+    write_outbox(t, job, w->ev[0].stage, w->ev[0].percent, on_write_outboxed, w);
 }
 
 static void on_write_begun(db_txn *t, const db_result *r, void *data)
@@ -363,8 +376,9 @@ static void on_write_begun(db_txn *t, const db_result *r, void *data)
         write_finished(w, false);
         return;
     }
+    const char *stage = w->ev[w->n - 1].stage;
     if (!w->final) {
-        const char *vals[2] = {job->job_id, w->stage};
+        const char *vals[2] = {job->job_id, stage};
         db_txn_query(t,
                      "UPDATE jobs SET stage = $2 WHERE job_id = $1 "
                      "AND status IN ('queued', 'running')",
@@ -377,7 +391,7 @@ static void on_write_begun(db_txn *t, const db_result *r, void *data)
     snprintf(in_t, sizeof in_t, "%llu", (unsigned long long)job->stats.input_tokens);
     snprintf(out_t, sizeof out_t, "%llu", (unsigned long long)job->stats.output_tokens);
     const char *vals[8] = {job->job_id,
-                           w->stage,
+                           stage,
                            in_b,
                            out_b,
                            in_t,
@@ -393,28 +407,31 @@ static void on_write_begun(db_txn *t, const db_result *r, void *data)
                  8, vals, on_write_updated, w);
 }
 
-/* Writes the job's next event, one at a time, so that they commit (and publish) in order. */
+/* Writes the job's pending events, one transaction at a time, so that they commit (and
+ * publish) in order. */
 static void job_write_pump(ai_job *job)
 {
     if (job->writing) return;
-    job_write *w = NULL;
-    if (job->nprogress > 0 && !job->abandoned) {
-        w = calloc(1, sizeof *w);
-        if (!w) abort();
-        snprintf(w->stage, sizeof w->stage, "%s", job->progress[0].stage);
-        w->percent = job->progress[0].percent;
-        memmove(&job->progress[0], &job->progress[1],
-                (size_t)(job->nprogress - 1) * sizeof job->progress[0]);
-        job->nprogress--;
-    } else if (job->final_ready && !job->final_written && !job->abandoned) {
-        w = calloc(1, sizeof *w);
-        if (!w) abort();
-        w->final = true;
-        snprintf(w->stage, sizeof w->stage, "%s", job->error == PROVIDER_OK ? "done" : "failed");
-        w->percent = 100;
-    } else {
+    bool progress = job->nprogress > 0 && !job->abandoned;
+    bool final = job->final_ready && !job->final_written && !job->abandoned;
+    if (!progress && !final) {
         if (job->final_written || job->abandoned) job_end(job);
         return;
+    }
+    job_write *w = calloc(1, sizeof *w);
+    if (!w) abort();
+    for (int i = 0; progress && i < job->nprogress; i++) {
+        snprintf(w->ev[i].stage, sizeof w->ev[i].stage, "%s", job->progress[i].stage);
+        w->ev[i].percent = job->progress[i].percent;
+    }
+    w->n = progress ? job->nprogress : 0;
+    job->nprogress = 0;
+    if (final) {
+        w->final = true;
+        snprintf(w->ev[w->n].stage, sizeof w->ev[w->n].stage, "%s",
+                 job->error == PROVIDER_OK ? "done" : "failed");
+        w->ev[w->n].percent = 100;
+        w->n++;
     }
     w->job = job;
     job->writing = true;

@@ -101,53 +101,13 @@ static void on_message(bus_consumer *c, const bus_message *m, void *data)
     bus_done(c, m, BUS_OK, NULL);
 }
 
-typedef struct resp {
-    long status;
-    core_buf body;
-    char ctype[128];
-    json_t *json;
-} resp;
-
-static void resp_free(resp *r)
-{
-    core_buf_free(&r->body);
-    json_decref(r->json);
-    memset(r, 0, sizeof *r);
-}
+typedef ts_resp resp;
 
 /* One request; body may be NULL; extra_header e.g. "If-Match: 3" or NULL. */
 static void call(resp *out, const char *method, const char *path, const char *body, size_t len,
                  const char *ctype, const char *extra_header)
 {
-    resp_free(out);
-    char url[4096];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
-    CURL *h = curl_easy_init();
-    struct curl_slist *hs = NULL;
-    char ct[160];
-    snprintf(ct, sizeof ct, "Content-Type: %s", ctype ? ctype : "application/json");
-    hs = curl_slist_append(hs, ct);
-    hs = curl_slist_append(hs, "Expect:");
-    if (extra_header) hs = curl_slist_append(hs, extra_header);
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hs);
-    if (body) {
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-    }
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, ts_curl_collect);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &out->body);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 15000L);
-    if (curl_easy_perform(h) == CURLE_OK) {
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &out->status);
-        char *t = NULL;
-        curl_easy_getinfo(h, CURLINFO_CONTENT_TYPE, &t);
-        if (t) snprintf(out->ctype, sizeof out->ctype, "%s", t);
-    }
-    curl_slist_free_all(hs);
-    curl_easy_cleanup(h);
-    if (out->body.len) out->json = json_loadb(out->body.data, out->body.len, 0, NULL);
+    ts_http_call(out, port, method, path, body, len, ctype, extra_header);
     drain_child();
 }
 
@@ -304,7 +264,7 @@ static bool readyz(void)
     resp r = {0};
     call_json(&r, "GET", "/readyz", NULL);
     bool ok = r.status == 200;
-    resp_free(&r);
+    ts_resp_free(&r);
     return ok;
 }
 
@@ -453,7 +413,7 @@ static void test_create_emits_request_and_event(void **state)
     assert_int_equal(ev->version, 1);
     get_item(&r, id);
     assert_string_equal(jstr(r.json, "id"), id);
-    resp_free(&r);
+    ts_resp_free(&r);
 }
 
 static void test_done_generates_and_approve(void **state)
@@ -517,7 +477,7 @@ static void test_done_generates_and_approve(void **state)
     get_item(&r, id);
     assert_string_equal(jstr(r.json, "body"), "edited");
     assert_int_equal(jint(r.json, "version"), 4);
-    resp_free(&r);
+    ts_resp_free(&r);
 }
 
 static void test_approve_generating_conflicts(void **state)
@@ -543,7 +503,7 @@ static void test_approve_generating_conflicts(void **state)
     assert_string_equal(jstr(r.json, "status"), "generating");
     assert_int_equal(jint(r.json, "version"), 1);
     assert_string_equal(jstr(r.json, "body"), "");
-    resp_free(&r);
+    ts_resp_free(&r);
 }
 
 /* A brief can be kept as a draft ("generate": false), edited, then sent to generation. */
@@ -582,7 +542,7 @@ static void test_draft_edit_then_generate(void **state)
     assert_int_equal(jint(r.json, "version"), 3);
     const rec *req = wait_rec(TOPIC_AI_GENERATION_REQUESTS, id, NULL, -1, 30000);
     assert_string_equal(req->job_id, jstr(r.json, "job_id"));
-    resp_free(&r);
+    ts_resp_free(&r);
 }
 
 static void test_bad_input_changes_nothing(void **state)
@@ -709,7 +669,7 @@ static void test_bad_input_changes_nothing(void **state)
     assert_string_equal(jstr(r.json, "body"), "original");
     assert_string_equal(jstr(r.json, "status"), "generated");
     assert_int_equal(jint(r.json, "version"), 2);
-    resp_free(&r);
+    ts_resp_free(&r);
 }
 
 static void test_duplicate_stale_and_failed_progress(void **state)
@@ -767,7 +727,7 @@ static void test_duplicate_stale_and_failed_progress(void **state)
     assert_int_equal(count_recs(TOPIC_CONTENT_ITEMS, id,
                                 CONTENTENGINE__V1__CONTENT_STATUS__CONTENT_STATUS_GENERATED),
                      1);
-    resp_free(&r);
+    ts_resp_free(&r);
 }
 
 static void test_malformed_record_goes_to_dlq(void **state)
@@ -804,7 +764,7 @@ static void test_malformed_record_goes_to_dlq(void **state)
     snprintf(job, sizeof job, "%s", req->job_id);
     produce_progress(id, job, "done", 100, "still fine", NULL, NULL);
     wait_status(&r, id, "generated", 30000);
-    resp_free(&r);
+    ts_resp_free(&r);
 }
 
 static void test_list_filters_and_paging(void **state)
@@ -884,7 +844,7 @@ static void test_list_filters_and_paging(void **state)
     assert_string_equal(jstr(r.json, "status"), "archived");
     call_json(&r, "POST", path, NULL);
     assert_problem(&r, 409);
-    resp_free(&r);
+    ts_resp_free(&r);
 }
 
 /* A restart in the middle of a run loses nothing: results produced before, during and after
@@ -947,7 +907,7 @@ static void test_restart_loses_nothing(void **state)
                          1);
         assert_int_equal(count_recs(TOPIC_AI_GENERATION_REQUESTS, ids[i], -1), 1);
     }
-    resp_free(&r);
+    ts_resp_free(&r);
 }
 
 static void test_metrics_and_sigterm_drain(void **state)
@@ -961,7 +921,7 @@ static void test_metrics_and_sigterm_drain(void **state)
     assert_non_null(strstr(r.body.data, "transitions_total{from=\"generating\",to=\"generated\"}"));
     call_json(&r, "GET", "/healthz", NULL);
     assert_int_equal(r.status, 200);
-    resp_free(&r);
+    ts_resp_free(&r);
     assert_int_equal(stop_service(), 0);
 }
 

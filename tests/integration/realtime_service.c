@@ -121,152 +121,25 @@ static void produce_progress(const char *item, int32_t partition, const char *st
     free(buf);
 }
 
-/* ---------------------------------------------------------------- SSE client */
+/* ---------------------------------------------------------------- SSE client (test_support) */
 
-typedef struct sse {
-    int fd;
-    core_buf buf;
-    size_t pos; /* start of the unparsed body */
-    bool eof;
-    int status;
-    int heartbeats;
-} sse;
-
-typedef struct sse_event {
-    char id[1024];
-    char event[64];
-    char data[8192];
-} sse_event;
-
-static int connect_port(int port, int rcvbuf)
+static void sse_open_at(ts_sse *s, int port, const char *channels, const char *last_id, int rcvbuf)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    if (rcvbuf > 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
+    char path[1024];
+    snprintf(path, sizeof path, "/api/realtime/events?channels=%s", channels);
+    assert_true(ts_sse_open_at(s, port, path, last_id, rcvbuf));
 }
 
-/* Reads what arrives within timeout_ms (until something does); false at EOF or timeout. */
-static bool sse_fill(sse *s, int64_t timeout_ms)
+static void sse_open(ts_sse *s, int port, const char *channels, const char *last_id)
 {
-    if (s->eof) return false;
-    struct pollfd p = {.fd = s->fd, .events = POLLIN};
-    if (poll(&p, 1, (int)timeout_ms) <= 0) return false;
-    char tmp[65536];
-    ssize_t n = recv(s->fd, tmp, sizeof tmp, 0);
-    if (n <= 0) {
-        s->eof = true;
-        return false;
-    }
-    core_buf_append(&s->buf, tmp, (size_t)n);
-    return true;
-}
-
-static void sse_open_at(sse *s, int port, const char *channels, const char *last_id, int rcvbuf)
-{
-    *s = (sse){.fd = connect_port(port, rcvbuf)};
-    assert_true(s->fd >= 0);
-    char req[2048];
-    int n = snprintf(
-        req, sizeof req, "GET /api/realtime/events?channels=%s HTTP/1.0\r\nHost: t\r\n%s%s%s\r\n",
-        channels, last_id ? "Last-Event-ID: " : "", last_id ? last_id : "", last_id ? "\r\n" : "");
-    assert_int_equal(send(s->fd, req, (size_t)n, 0), n);
-}
-
-static void sse_open(sse *s, int port, const char *channels, const char *last_id)
-{
-    sse_open_at(s, port, channels, last_id, 0);
-    int64_t deadline = core_mono_ns() + 10000 * 1000000LL;
-    while (!(s->buf.data && strstr(s->buf.data, "\r\n\r\n")) && core_mono_ns() < deadline)
-        sse_fill(s, 100);
-    assert_non_null(s->buf.data);
-    char *end = strstr(s->buf.data, "\r\n\r\n");
-    assert_non_null(end);
-    s->status = (int)strtol(s->buf.data + 9, NULL, 10);
-    assert_int_equal(s->status, 200);
-    assert_non_null(strstr(s->buf.data, "text/event-stream"));
-    s->pos = (size_t)(end + 4 - s->buf.data);
-}
-
-static void sse_close(sse *s)
-{
-    if (s->fd >= 0) close(s->fd);
-    s->fd = -1;
-    core_buf_free(&s->buf);
-}
-
-/* Next event with an event: line (comments are counted as heartbeats, retry: ignored). */
-static bool sse_next(sse *s, sse_event *ev, int64_t timeout_ms)
-{
-    int64_t deadline = core_mono_ns() + timeout_ms * 1000000;
-    for (;;) {
-        char *start = s->buf.data ? s->buf.data + s->pos : NULL;
-        char *end = start ? strstr(start, "\n\n") : NULL;
-        if (end) {
-            s->pos = (size_t)(end + 2 - s->buf.data);
-            *ev = (sse_event){0};
-            bool any = false;
-            for (char *line = start; line < end + 1;) {
-                char *nl = memchr(line, '\n', (size_t)(end + 1 - line));
-                size_t len = (size_t)(nl - line);
-                if (len >= 4 && memcmp(line, ": hb", 4) == 0) s->heartbeats++;
-                if (len > 4 && memcmp(line, "id: ", 4) == 0)
-                    snprintf(ev->id, sizeof ev->id, "%.*s", (int)(len - 4), line + 4);
-                if (len > 7 && memcmp(line, "event: ", 7) == 0) {
-                    snprintf(ev->event, sizeof ev->event, "%.*s", (int)(len - 7), line + 7);
-                    any = true;
-                }
-                if (len > 6 && memcmp(line, "data: ", 6) == 0)
-                    snprintf(ev->data, sizeof ev->data, "%.*s", (int)(len - 6), line + 6);
-                line = nl + 1;
-            }
-            if (any) return true;
-            continue;
-        }
-        int64_t left = (deadline - core_mono_ns()) / 1000000;
-        if (left <= 0) return false;
-        if (!sse_fill(s, left) && s->eof) return false;
-    }
-}
-
-/* Next event about item (skipping others, e.g. on content:*). */
-static bool sse_next_for(sse *s, const char *item, sse_event *ev, int64_t timeout_ms)
-{
-    char needle[128];
-    snprintf(needle, sizeof needle, "\"item_id\":\"%s\"", item);
-    int64_t deadline = core_mono_ns() + timeout_ms * 1000000;
-    for (;;) {
-        int64_t left = (deadline - core_mono_ns()) / 1000000;
-        if (left <= 0 || !sse_next(s, ev, left)) return false;
-        if (strstr(ev->data, needle)) return true;
-    }
+    char path[1024];
+    snprintf(path, sizeof path, "/api/realtime/events?channels=%s", channels);
+    bool ok = ts_sse_open(s, port, path, last_id);
+    if (!ok) fprintf(stderr, "subscribe answered %d\n", s->status);
+    assert_true(ok);
 }
 
 /* ---------------------------------------------------------------- HTTP and processes */
-
-static int http_get(int port, const char *path, core_buf *out)
-{
-    core_buf_reset(out);
-    int fd = connect_port(port, 0);
-    if (fd < 0) return 0;
-    char req[1024];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: t\r\n\r\n", path);
-    assert_int_equal(send(fd, req, (size_t)n, 0), n);
-    sse s = {.fd = fd};
-    while (sse_fill(&s, 10000)) {
-    }
-    close(fd);
-    core_buf_reset(out);
-    if (s.buf.len) core_buf_append(out, s.buf.data, s.buf.len);
-    core_buf_free(&s.buf);
-    return out->len > 12 ? (int)strtol(out->data + 9, NULL, 10) : 0;
-}
 
 static long rss_kb(int pid)
 {
@@ -306,14 +179,14 @@ static void start_instance(instance *in)
     int64_t deadline = core_mono_ns() + 30000 * 1000000LL;
     bool ready = false;
     while (!ready && core_mono_ns() < deadline) {
-        ready = http_get(in->port, "/readyz", &body) == 200;
+        ready = ts_http_get_raw(in->port, "/readyz", &body) == 200;
         if (!ready) usleep(200000);
     }
     core_buf_free(&body);
     assert_true(ready);
     /* Rounds of one event per partition of each topic until one round arrives whole: then
      * every partition is assigned and read from its end. */
-    sse all;
+    ts_sse all;
     sse_open(&all, in->port, "content:*", NULL);
     bool warm = false;
     for (int round = 0; round < 40 && !warm; round++) {
@@ -326,12 +199,12 @@ static void start_instance(instance *in)
         }
         flush_producer();
         int got = 0;
-        sse_event ev;
-        while (got < 6 && sse_next_for(&all, item, &ev, got ? 3000 : 1500))
+        ts_sse_event ev;
+        while (got < 6 && ts_sse_next_for(&all, item, &ev, got ? 3000 : 1500))
             got++;
         warm = got == 6;
     }
-    sse_close(&all);
+    ts_sse_close(&all);
     assert_true(warm);
 }
 
@@ -339,15 +212,15 @@ static void start_instance(instance *in)
 static void stop_instance(instance *in, bool check)
 {
     if (!in->running) return;
-    sse s;
+    ts_sse s;
     if (check) sse_open(&s, in->port, "content:*", NULL);
     kill(in->child.pid, SIGTERM);
     if (check) {
-        sse_event ev;
+        ts_sse_event ev;
         bool got = false;
-        while (!got && sse_next(&s, &ev, 20000))
+        while (!got && ts_sse_next(&s, &ev, 20000))
             got = strcmp(ev.event, "shutdown") == 0;
-        sse_close(&s);
+        ts_sse_close(&s);
         assert_true(got);
     }
     int status = ts_wait_or_kill(&in->child, 30000);
@@ -375,24 +248,24 @@ static void test_bad_requests_are_400_problems(void **state)
         "content:6,content:7,content:8,content:9",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        assert_int_equal(http_get(inst_a.port, bad[i], &b), 400);
+        assert_int_equal(ts_http_get_raw(inst_a.port, bad[i], &b), 400);
         assert_non_null(strstr(b.data, "application/problem+json"));
         assert_non_null(strstr(b.data, "\"status\":400"));
     }
     /* malformed Last-Event-ID */
-    int fd = connect_port(inst_a.port, 0);
+    int fd = ts_connect_port(inst_a.port, 0);
     const char req[] = "GET /api/realtime/events?channels=content:* HTTP/1.0\r\nLast-Event-ID: "
                        "t1.x9:1\r\n\r\n";
     assert_int_equal(send(fd, req, sizeof req - 1, 0), (ssize_t)(sizeof req - 1));
-    sse s = {.fd = fd};
-    while (sse_fill(&s, 10000)) {
+    ts_sse s = {.fd = fd};
+    while (ts_sse_fill(&s, 10000)) {
     }
     assert_non_null(s.buf.data);
     assert_int_equal(strtol(s.buf.data + 9, NULL, 10), 400);
     assert_non_null(strstr(s.buf.data, "application/problem+json"));
     close(fd);
     core_buf_free(&s.buf);
-    assert_int_equal(http_get(inst_a.port, "/healthz", &b), 200);
+    assert_int_equal(ts_http_get_raw(inst_a.port, "/healthz", &b), 200);
     core_buf_free(&b);
 }
 
@@ -413,7 +286,7 @@ static void produce_story_step(const char *item, int step)
     flush_producer();
 }
 
-static void expect_story_event(const sse_event *ev, const char *item, int step)
+static void expect_story_event(const ts_sse_event *ev, const char *item, int step)
 {
     static const char *stages[] = {"queued", "ranking", "composing", "done"};
     static const int pct[] = {0, 40, 80, 100};
@@ -442,7 +315,7 @@ static void test_events_in_order_same_ids_on_second_instance(void **state)
     char item[96], chan[128];
     snprintf(item, sizeof item, "it1-%s", uniq);
     snprintf(chan, sizeof chan, "content:%s", item);
-    sse a1, all, b1;
+    ts_sse a1, all, b1;
     sse_open(&a1, inst_a.port, chan, NULL);
     sse_open(&all, inst_a.port, "content:*", NULL);
     start_instance(&inst_b); /* mid-run */
@@ -451,20 +324,20 @@ static void test_events_in_order_same_ids_on_second_instance(void **state)
     char ids[STORY][1024];
     for (int step = 0; step < STORY; step++) {
         produce_story_step(item, step);
-        sse_event ev, evb, eva;
-        assert_true(sse_next(&a1, &ev, 20000));
+        ts_sse_event ev, evb, eva;
+        assert_true(ts_sse_next(&a1, &ev, 20000));
         expect_story_event(&ev, item, step);
         snprintf(ids[step], sizeof ids[step], "%s", ev.id);
-        assert_true(sse_next_for(&all, item, &eva, 20000));
+        assert_true(ts_sse_next_for(&all, item, &eva, 20000));
         expect_story_event(&eva, item, step);
-        assert_true(sse_next(&b1, &evb, 20000));
+        assert_true(ts_sse_next(&b1, &evb, 20000));
         expect_story_event(&evb, item, step);
         assert_string_equal(evb.id, ev.id); /* same events, same ids on both instances */
         if (step) assert_string_not_equal(ids[step], ids[step - 1]);
     }
-    sse_close(&a1);
-    sse_close(&all);
-    sse_close(&b1);
+    ts_sse_close(&a1);
+    ts_sse_close(&all);
+    ts_sse_close(&b1);
 }
 
 static void test_resume_gets_exactly_the_missed_events(void **state)
@@ -473,41 +346,41 @@ static void test_resume_gets_exactly_the_missed_events(void **state)
     char item[96], chan[160];
     snprintf(item, sizeof item, "it2-%s", uniq);
     snprintf(chan, sizeof chan, "content:%s,content:*", item);
-    sse c, watch;
+    ts_sse c, watch;
     sse_open(&c, inst_a.port, chan, NULL);
     sse_open(&watch, inst_a.port, "content:*", NULL);
     char last[1024] = "", live[STORY][1024];
-    sse_event ev;
+    ts_sse_event ev;
     for (int step = 0; step < 2; step++) {
         produce_story_step(item, step);
-        assert_true(sse_next(&c, &ev, 20000));
+        assert_true(ts_sse_next(&c, &ev, 20000));
         expect_story_event(&ev, item, step);
         snprintf(last, sizeof last, "%s", ev.id);
-        assert_true(sse_next_for(&watch, item, &ev, 20000));
+        assert_true(ts_sse_next_for(&watch, item, &ev, 20000));
         assert_string_equal(ev.id, last);
     }
-    sse_close(&c); /* disconnected: the rest is missed */
+    ts_sse_close(&c); /* disconnected: the rest is missed */
     for (int step = 2; step < STORY; step++) {
         produce_story_step(item, step);
-        assert_true(sse_next_for(&watch, item, &ev, 20000));
+        assert_true(ts_sse_next_for(&watch, item, &ev, 20000));
         expect_story_event(&ev, item, step);
         snprintf(live[step], sizeof live[step], "%s", ev.id);
     }
-    sse_close(&watch);
+    ts_sse_close(&watch);
     /* Resume on either instance: exactly steps 2..5, then nothing else. */
     instance *where[] = {&inst_a, &inst_b};
     for (int w = 0; w < 2; w++) {
-        sse r;
+        ts_sse r;
         sse_open(&r, where[w]->port, chan, last);
         for (int step = 2; step < STORY; step++) {
-            assert_true(sse_next(&r, &ev, 20000));
+            assert_true(ts_sse_next(&r, &ev, 20000));
             expect_story_event(&ev, item, step);
             /* the ids a client that never left got for the same events */
             assert_string_equal(ev.id, live[step]);
         }
-        assert_false(sse_next(&r, &ev, 1000)); /* no duplicate, nothing extra */
-        assert_true(r.heartbeats > 0);         /* heartbeats arrive meanwhile */
-        sse_close(&r);
+        assert_false(ts_sse_next(&r, &ev, 1000)); /* no duplicate, nothing extra */
+        assert_true(r.heartbeats > 0);            /* heartbeats arrive meanwhile */
+        ts_sse_close(&r);
     }
 }
 
@@ -517,50 +390,50 @@ static void test_too_old_id_gets_reset(void **state)
     char item[96], chan[128];
     snprintf(item, sizeof item, "it3-%s", uniq);
     snprintf(chan, sizeof chan, "content:%s", item);
-    sse c;
+    ts_sse c;
     sse_open(&c, inst_a.port, chan, NULL);
     produce_progress(item, BUS_PARTITION_ANY, "queued", 0);
     flush_producer();
-    sse_event ev;
-    assert_true(sse_next(&c, &ev, 20000));
+    ts_sse_event ev;
+    assert_true(ts_sse_next(&c, &ev, 20000));
     char first[1024];
     snprintf(first, sizeof first, "%s", ev.id);
     for (int i = 1; i <= 12; i++) /* history holds 8 per item channel */
         produce_progress(item, BUS_PARTITION_ANY, "ranking", i);
     flush_producer();
     for (int i = 1; i <= 12; i++)
-        assert_true(sse_next(&c, &ev, 20000));
-    sse_close(&c);
-    sse r;
+        assert_true(ts_sse_next(&c, &ev, 20000));
+    ts_sse_close(&c);
+    ts_sse r;
     sse_open(&r, inst_a.port, chan, first);
-    assert_true(sse_next(&r, &ev, 20000));
+    assert_true(ts_sse_next(&r, &ev, 20000));
     assert_string_equal(ev.event, "reset");
     assert_non_null(strstr(ev.data, "reason"));
     /* and the subscription goes on live */
     produce_progress(item, BUS_PARTITION_ANY, "composing", 80);
     flush_producer();
-    assert_true(sse_next(&r, &ev, 20000));
+    assert_true(ts_sse_next(&r, &ev, 20000));
     assert_string_equal(ev.event, "generation.progress");
     assert_non_null(strstr(ev.data, "\"percent\":80"));
-    sse_close(&r);
+    ts_sse_close(&r);
 }
 
 static void test_heartbeats_arrive(void **state)
 {
     (void)state;
-    sse c;
+    ts_sse c;
     sse_open(&c, inst_a.port, "content:idle-heartbeat", NULL);
     int64_t deadline = core_mono_ns() + 20000 * 1000000LL;
     while (core_mono_ns() < deadline && !strstr(c.buf.data + c.pos, ": hb\n\n"))
-        sse_fill(&c, 500);
+        ts_sse_fill(&c, 500);
     assert_non_null(strstr(c.buf.data + c.pos, ": hb\n\n"));
-    sse_close(&c);
+    ts_sse_close(&c);
 }
 
 static double metric_value(int port, const char *series)
 {
     core_buf b = {0};
-    http_get(port, "/metrics", &b);
+    ts_http_get_raw(port, "/metrics", &b);
     double v = 0;
     char *p = b.data ? strstr(b.data, series) : NULL;
     if (p) v = strtod(p + strlen(series), NULL);
@@ -574,7 +447,7 @@ static void test_slow_client_is_dropped_and_memory_stays_bounded(void **state)
     char item[96], chan[128];
     snprintf(item, sizeof item, "it4-%s", uniq);
     snprintf(chan, sizeof chan, "content:%s", item);
-    sse slow;
+    ts_sse slow;
     sse_open_at(&slow, inst_a.port, chan, NULL, 4096); /* never reads until the end */
     ts_run_for(&loop, 500);
     double dropped0 = metric_value(inst_a.port, "sse_dropped_clients_total{reason=\"overflow\"} ");
@@ -589,15 +462,15 @@ static void test_slow_client_is_dropped_and_memory_stays_bounded(void **state)
                             CONTENTENGINE__V1__CONTENT_STATUS__CONTENT_STATUS_GENERATING, i, NULL);
         flush_producer();
         /* let the service take it all in (a watcher sees the last one) */
-        sse w;
+        ts_sse w;
         sse_open(&w, inst_a.port, chan, NULL);
         produce_progress(item, BUS_PARTITION_ANY, "marker", round);
         flush_producer();
-        sse_event ev;
+        ts_sse_event ev;
         bool seen = false;
-        while (!seen && sse_next(&w, &ev, 60000))
+        while (!seen && ts_sse_next(&w, &ev, 60000))
             seen = strstr(ev.data, "\"stage\":\"marker\"") != NULL;
-        sse_close(&w);
+        ts_sse_close(&w);
         assert_true(seen);
         if (round == 0) rss0 = rss_kb(inst_a.child.pid);
         if (round == 1) rss1 = rss_kb(inst_a.child.pid);
@@ -610,18 +483,18 @@ static void test_slow_client_is_dropped_and_memory_stays_bounded(void **state)
     assert_true(rss0 > 0 && rss1 > 0);
     assert_true(rss1 - rss0 < 6 * 1024);
     /* The slow client finally reads: its stream ends with the overflow event. */
-    sse_event ev;
+    ts_sse_event ev;
     bool overflow = false;
     slow.pos = 0;
-    while (sse_fill(&slow, 5000)) {
+    while (ts_sse_fill(&slow, 5000)) {
     }
     char *body = slow.buf.data ? strstr(slow.buf.data, "\r\n\r\n") : NULL;
     assert_non_null(body);
     slow.pos = (size_t)(body + 4 - slow.buf.data);
-    while (sse_next(&slow, &ev, 100))
+    while (ts_sse_next(&slow, &ev, 100))
         overflow = strcmp(ev.event, "overflow") == 0;
     assert_true(overflow); /* the last event */
-    sse_close(&slow);
+    ts_sse_close(&slow);
 }
 
 static void test_malformed_records_are_skipped_and_counted(void **state)
@@ -632,24 +505,24 @@ static void test_malformed_records_are_skipped_and_counted(void **state)
     snprintf(chan, sizeof chan, "content:%s", item);
     snprintf(series, sizeof series, "realtime_malformed_events_total{topic=\"%s\"} ", t_progress);
     double before = metric_value(inst_a.port, series);
-    sse c;
+    ts_sse c;
     sse_open(&c, inst_a.port, chan, NULL);
     produce(t_progress, item, BUS_PARTITION_ANY, "\xff\xff\xff garbage", 11);
     produce_progress(item, BUS_PARTITION_ANY, "ranking", 40);
     flush_producer();
-    sse_event ev;
-    assert_true(sse_next(&c, &ev, 20000)); /* the good one after it still arrives */
+    ts_sse_event ev;
+    assert_true(ts_sse_next(&c, &ev, 20000)); /* the good one after it still arrives */
     assert_string_equal(ev.event, "generation.progress");
     assert_non_null(strstr(ev.data, "\"percent\":40"));
-    sse_close(&c);
+    ts_sse_close(&c);
     assert_true(metric_value(inst_a.port, series) >= before + 1);
     core_buf b = {0};
-    assert_int_equal(http_get(inst_a.port, "/metrics", &b), 200);
+    assert_int_equal(ts_http_get_raw(inst_a.port, "/metrics", &b), 200);
     assert_non_null(strstr(b.data, "sse_clients "));
     assert_non_null(strstr(b.data, "events_published_total{channel_kind=\"item\"}"));
     assert_non_null(strstr(b.data, "events_published_total{channel_kind=\"all\"}"));
     assert_non_null(strstr(b.data, "sse_resumes_total{result=\"reset\"}"));
-    assert_int_equal(http_get(inst_a.port, "/readyz", &b), 200);
+    assert_int_equal(ts_http_get_raw(inst_a.port, "/readyz", &b), 200);
     assert_non_null(strstr(b.data, "\"kafka\""));
     core_buf_free(&b);
 }

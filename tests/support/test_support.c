@@ -124,22 +124,30 @@ void ts_repo_path(char *out, size_t size, const char *rel)
     snprintf(out, size, "%s/%s", root, rel);
 }
 
-bool ts_spawn(ts_child *c, const char *path, const char *const *argv, const char *const *set_env)
+static bool ts_spawn_impl(ts_child *c, const char *path, const char *const *argv,
+                          const char *const *set_env, const char *log_path)
 {
-    int out[2], err[2];
-    if (pipe(out) != 0) return false;
-    if (pipe(err) != 0) {
-        close(out[0]);
-        close(out[1]);
-        return false;
+    int out[2] = {-1, -1}, err[2] = {-1, -1}, logfd = -1;
+    if (log_path) {
+        logfd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (logfd < 0) return false;
+    } else {
+        if (pipe(out) != 0) return false;
+        if (pipe(err) != 0) {
+            close(out[0]);
+            close(out[1]);
+            return false;
+        }
     }
     pid_t pid = fork();
     if (pid < 0) return false;
     if (pid == 0) {
-        dup2(out[1], 1);
-        dup2(err[1], 2);
-        close(out[0]);
-        close(err[0]);
+        dup2(log_path ? logfd : out[1], 1);
+        dup2(log_path ? logfd : err[1], 2);
+        if (!log_path) {
+            close(out[0]);
+            close(err[0]);
+        }
         for (size_t i = 0; set_env && set_env[i]; i++) {
             const char *eq = strchr(set_env[i], '=');
             if (!eq) continue;
@@ -154,14 +162,30 @@ bool ts_spawn(ts_child *c, const char *path, const char *const *argv, const char
         execv(path, (char *const *)(argv ? argv : default_argv));
         _exit(127);
     }
+    c->pid = pid;
+    if (log_path) {
+        close(logfd);
+        c->out_fd = c->err_fd = -1;
+        return true;
+    }
     close(out[1]);
     close(err[1]);
     fcntl(out[0], F_SETFL, O_NONBLOCK);
     fcntl(err[0], F_SETFL, O_NONBLOCK);
-    c->pid = pid;
     c->out_fd = out[0];
     c->err_fd = err[0];
     return true;
+}
+
+bool ts_spawn(ts_child *c, const char *path, const char *const *argv, const char *const *set_env)
+{
+    return ts_spawn_impl(c, path, argv, set_env, NULL);
+}
+
+bool ts_spawn_logged(ts_child *c, const char *path, const char *const *argv,
+                     const char *const *set_env, const char *log_path)
+{
+    return ts_spawn_impl(c, path, argv, set_env, log_path);
 }
 
 int ts_wait(ts_child *c, int64_t timeout_ms)
@@ -193,8 +217,9 @@ int ts_wait_or_kill(ts_child *c, int64_t timeout_ms)
 
 void ts_close_pipes(ts_child *c)
 {
-    close(c->out_fd);
-    close(c->err_fd);
+    if (c->out_fd >= 0) close(c->out_fd);
+    if (c->err_fd >= 0) close(c->err_fd);
+    c->out_fd = c->err_fd = -1;
 }
 
 void ts_drain_fd(int fd, char *out, size_t size)

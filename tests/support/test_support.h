@@ -6,7 +6,10 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <jansson.h>
 #include <uv.h>
+
+#include "core.h"
 
 /* Runs the loop until cond(data) is true or timeout_ms passes; returns cond's final value.
  * The loop keeps running its handles; a timer inside wakes it to re-check the condition. */
@@ -54,6 +57,10 @@ typedef struct ts_child {
 /* Starts path with the current environment plus the "NAME=value" entries of set_env
  * (NULL-terminated; an entry "NAME=" without value unsets NAME). Returns false on failure. */
 bool ts_spawn(ts_child *c, const char *path, const char *const *argv, const char *const *set_env);
+/* Same, with the child's stdout and stderr appended to the file log_path (no pipes to drain:
+ * for long-running services whose logs the test does not read). */
+bool ts_spawn_logged(ts_child *c, const char *path, const char *const *argv,
+                     const char *const *set_env, const char *log_path);
 /* Waits up to timeout_ms for the child to exit; returns its exit status (128+signal when
  * killed), or -1 on timeout (the child is then still running). */
 int ts_wait(ts_child *c, int64_t timeout_ms);
@@ -66,5 +73,58 @@ void ts_close_pipes(ts_child *c);
 void ts_drain_fd(int fd, char *out, size_t size);
 /* A TCP port on 127.0.0.1 that was free a moment ago. */
 int ts_free_port(void);
+
+/* ------------------------------------------------------------ HTTP and SSE clients */
+
+/* A blocking TCP connection to 127.0.0.1:port (rcvbuf > 0 shrinks SO_RCVBUF, for slow-reader
+ * tests); -1 when refused. */
+int ts_connect_port(int port, int rcvbuf);
+
+typedef struct ts_resp {
+    long status; /* 0 when no response arrived */
+    core_buf body;
+    char ctype[128];
+    json_t *json; /* the body parsed, when it is JSON */
+    char request_id[160];
+} ts_resp;
+void ts_resp_free(ts_resp *r);
+
+/* One request to http://127.0.0.1:port<path> with libcurl (15 s timeout). body may be NULL;
+ * ctype NULL means application/json; extra_header ("If-Match: 3") may be NULL. */
+void ts_http_call(ts_resp *out, int port, const char *method, const char *path, const void *body,
+                  size_t len, const char *ctype, const char *extra_header);
+/* GET over a raw HTTP/1.0 connection; the whole answer (head and body) in out; the status, or 0
+ * when the connection failed. */
+int ts_http_get_raw(int port, const char *path, core_buf *out);
+/* Polls GET path until it answers 200 or timeout_ms passes. */
+bool ts_wait_http_ok(int port, const char *path, int64_t timeout_ms);
+
+/* A Server-Sent Events client over HTTP/1.0 (the body is the bare event stream). */
+typedef struct ts_sse {
+    int fd;
+    core_buf buf;
+    size_t pos; /* start of the unparsed body */
+    bool eof;
+    int status;
+    int heartbeats;
+} ts_sse;
+typedef struct ts_sse_event {
+    char id[1024];
+    char event[64];
+    char data[8192];
+} ts_sse_event;
+
+/* Sends GET <path> (with Last-Event-ID when last_id is not NULL); false when refused. */
+bool ts_sse_open_at(ts_sse *s, int port, const char *path, const char *last_id, int rcvbuf);
+/* ts_sse_open_at, then waits for the response head: false unless it is 200 text/event-stream
+ * within 10 s (s->status says what came). */
+bool ts_sse_open(ts_sse *s, int port, const char *path, const char *last_id);
+/* Reads what arrives within timeout_ms (until something does); false at EOF or timeout. */
+bool ts_sse_fill(ts_sse *s, int64_t timeout_ms);
+/* Next event with an event: line (comments count as heartbeats; retry: is ignored). */
+bool ts_sse_next(ts_sse *s, ts_sse_event *ev, int64_t timeout_ms);
+/* Next event whose data names item ("item_id":"<item>"), skipping others. */
+bool ts_sse_next_for(ts_sse *s, const char *item, ts_sse_event *ev, int64_t timeout_ms);
+void ts_sse_close(ts_sse *s);
 
 #endif
