@@ -9,6 +9,7 @@
 #
 # Uses the running stack (`make up`) when the gateway answers; otherwise brings the stack up and
 # takes it down again afterwards.
+# shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 

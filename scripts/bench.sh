@@ -3,10 +3,11 @@
 # ratios against a reference measured in the same run (or against the issue's goal where there
 # is no reference tool). BENCH_ONLY="gateway spine" runs a subset. A failing benchmark does not
 # stop the others; the exit status says whether any failed.
+# shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
-order="bus gateway spine realtime idle-rss"
+order="bus gateway spine realtime idle-rss subscribers scraper"
 only="${BENCH_ONLY:-$order}"
 failed=()
 for name in $only; do

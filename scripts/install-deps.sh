@@ -8,10 +8,14 @@ PACKAGES=(
     build-essential pkg-config libuv1-dev libh2o-dev libwslay-dev librdkafka-dev libpq-dev
     libcurl4-openssl-dev libsodium-dev libjansson-dev protobuf-c-compiler libprotobuf-c-dev
     libcmocka-dev libssl-dev zlib1g-dev clang-format
+    # the scraper: libxml2's HTML and XML parsers; nginx serves its test site and benchmark
+    libxml2-dev nginx-light
     # local stack: Kafka runs on the JRE (fetched by Maven), PostgreSQL 15 from Debian
     kcat postgresql-15 postgresql-client-15 openjdk-17-jre-headless maven
     # what the scripts themselves call
     curl procps iproute2 python3
+    # benchmarks: the HTTP load generator (make bench)
+    wrk
 )
 
 # dpkg-query prints nothing for, and exits 1 on, packages it has never seen: hence `|| true` and
@@ -34,6 +38,16 @@ fi
 }
 echo "==> installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# Packages such as nginx and postgresql start a system service from their install scripts (nginx
+# on port 80, a default cluster on 5432). We run our own instances from var/, so tell
+# invoke-rc.d not to start anything while we install (policy-rc.d exit 101 = "action forbidden"),
+# unless the machine already has its own policy.
+policy=/usr/sbin/policy-rc.d
+if [[ ! -e "$policy" ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    trap 'rm -f "$policy"' EXIT
+fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}"
 echo "==> installed ${#missing[@]} package(s)"

@@ -123,6 +123,15 @@ typedef struct core_log_field {
     ((core_log_field){.key = (k), .type = CORE_LOG_FIELD_RAW_JSON, .v.s = (val)})
 #define CORE_LOG_END ((core_log_field){.key = NULL, .type = CORE_LOG_FIELD_END})
 
+/* Batching for a hot loop (the gateway's access log): while on, info and debug lines of the
+ * calling thread collect in memory (at most 64 KiB) until core_log_flush(), which writes them
+ * in as few write(2)s as it can, whole lines, none over PIPE_BUF on a pipe or socket (so lines
+ * of several processes sharing a pipe never interleave). Call it once per loop iteration (a
+ * uv_prepare_t) and before exiting. Warnings and errors flush and go out at once; other threads
+ * write at once. */
+void core_log_batch(bool on);
+void core_log_flush(void);
+
 /* level from LOG_LEVEL (debug|info|warn|error); output fd 1 unless changed. */
 void core_log_init(const char *service, core_log_level min_level);
 void core_log_set_fd(int fd); /* tests capture logs through a pipe */
@@ -170,6 +179,8 @@ void core_counter_add(core_metric *m, double v, ...);
 void core_gauge_set(core_metric *m, double v, ...);
 void core_gauge_add(core_metric *m, double v, ...);
 void core_histogram_observe(core_metric *m, double v, ...);
+/* n observations of the same value at once (a hot path that tallies runs of equal values). */
+void core_histogram_observe_n(core_metric *m, double v, uint64_t n, ...);
 /* Value of one series, for tests and for derived readings (NaN when it does not exist). */
 double core_metric_value(core_metric *m, ...);
 

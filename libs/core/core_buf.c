@@ -54,6 +54,16 @@ void core_buf_json_escape(core_buf *b, const char *s, size_t len)
     static const char hex[] = "0123456789abcdef";
     core_buf_reserve(b, len);
     for (size_t i = 0; i < len; i++) {
+        /* runs that need no escaping are copied at once */
+        size_t run = i;
+        while (run < len && (unsigned char)s[run] >= 0x20 && s[run] != '"' && s[run] != '\\' &&
+               (unsigned char)s[run] != 0x7f)
+            run++;
+        if (run > i) {
+            core_buf_append(b, s + i, run - i);
+            i = run;
+            if (i == len) break;
+        }
         unsigned char c = (unsigned char)s[i];
         switch (c) {
         case '"':

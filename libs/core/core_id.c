@@ -221,5 +221,19 @@ bool core_traceparent_parse(const char *s, char trace_id[CORE_TRACE_ID_LEN + 1],
 void core_traceparent_format(char out[CORE_TRACEPARENT_LEN + 1], const char *trace_id,
                              const char *span_id, uint8_t flags)
 {
-    snprintf(out, CORE_TRACEPARENT_LEN + 1, "00-%.32s-%.16s-%02x", trace_id, span_id, flags);
+    /* by hand: it is formatted for every request (snprintf's %.32s stops at a NUL too) */
+    static const char hex[] = "0123456789abcdef";
+    size_t tl = strnlen(trace_id, CORE_TRACE_ID_LEN), sl = strnlen(span_id, CORE_SPAN_ID_LEN);
+    char *p = out;
+    memcpy(p, "00-", 3);
+    p += 3;
+    memcpy(p, trace_id, tl);
+    p += tl;
+    *p++ = '-';
+    memcpy(p, span_id, sl);
+    p += sl;
+    *p++ = '-';
+    *p++ = hex[flags >> 4];
+    *p++ = hex[flags & 15];
+    *p = '\0';
 }

@@ -220,6 +220,19 @@ void core_histogram_observe(core_metric *m, double v, ...)
     s->value += v;
 }
 
+void core_histogram_observe_n(core_metric *m, double v, uint64_t n, ...)
+{
+    if (!m || m->kind != METRIC_HISTOGRAM || isnan(v) || n == 0) return;
+    va_list ap;
+    va_start(ap, n);
+    metric_series *s = metric_find(m, ap, true);
+    va_end(ap);
+    for (size_t i = 0; i < m->nbuckets; i++)
+        if (v <= m->buckets[i]) s->bucket_counts[i] += n;
+    s->count += n;
+    s->value += v * (double)n;
+}
+
 double core_metric_value(core_metric *m, ...)
 {
     if (!m) return NAN;

@@ -48,6 +48,8 @@ typedef struct http_server_config {
     uint64_t drain_timeout_ms;     /* http_server_close waits this long for in-flight requests
                                       before answering them 503 and closing; 10 s */
     int backlog;                   /* listen(2) backlog; 511 */
+    bool reuse_port;               /* SO_REUSEPORT: several processes listen on one port (the
+                                      kernel spreads connections); false */
 } http_server_config;
 
 /* Binds and listens at once. NULL (after logging why) when the address is invalid or in use. */
@@ -194,6 +196,10 @@ struct st_h2o_req_t *http_req_h2o_take(http_req *req);
  * body goes out as each write arrives (HTTP/1.1 chunked). NULL when the request is gone or
  * answered. The caller owns the stream: pair every http_stream_start with one
  * http_stream_end, even after on_close ran. The stream holds a reference on the request.
+ * On cleartext HTTP/1.x the stream takes the connection over from libh2o (an idle stream then
+ * costs about 2 KB): the connection closes when the stream ends, the request counts as in flight
+ * until then and is logged then, and http_req_is_gone() turns true once the headers are out
+ * (whether the client is still there is http_stream_is_closed's to say).
  */
 http_stream *http_stream_start(http_req *req, int status, const char *content_type);
 /* Called at most once, when the client goes away (disconnect, reset, server drain deadline)

@@ -114,6 +114,7 @@ struct http_req {
     bool delegated;               /* handed to libh2o (http_req_h2o_take) */
     bool logged;                  /* the access log line was written */
     bool watching;                /* our disconnect watcher reads the socket */
+    bool detached;                /* a stream took the connection over (see http_stream.c) */
     struct http_req *prev, *next; /* srv->inflight */
     h2o_timeout_entry_t handler_timeout;
 
@@ -153,6 +154,14 @@ struct http_stream {
     char chunk_head[24];
     http_stream_close_fn on_close;
     void *on_close_data;
+    int status;
+    /* HTTP/1.x: the stream owns the socket (h2o_http1_upgrade), h2o's request is gone. */
+    bool detached;
+    bool linked;                       /* in srv->detached, sock set */
+    h2o_socket_t *sock;                /* NULL before the handover and once closed */
+    http_server *srv;                  /* for the access log at the end */
+    uint64_t bytes;                    /* payload bytes written */
+    struct http_stream *dprev, *dnext; /* srv->detached */
 };
 
 struct http_server {
@@ -184,6 +193,8 @@ struct http_server {
     size_t ninflight;
     http_internal_conn *conns;
     size_t nconns;
+    http_stream *detached; /* streams that own their connection (HTTP/1.x) */
+    size_t ndetached;
 
     core_metric *m_requests;
     core_metric *m_duration;
@@ -205,11 +216,18 @@ void http_internal_req_abort_client_gone(http_req *req);
 char *http_internal_req_strdup(http_req *req, const char *s, size_t len);
 bool http_internal_req_can_respond(const http_req *req);
 void http_internal_req_watch_start(http_req *req);
+/* For a stream whose headers h2o_http1_upgrade writes (no filter runs on that path): what our
+ * filter does when a response starts (X-Request-Id, no handler timeout, no watcher); h2o's logger
+ * then skips the request, which the stream logs when its connection closes. */
+void http_internal_req_detach(http_req *req);
+/* The access log line and the metrics of one request. */
+void http_internal_req_log(http_server *srv, http_req *req, int status, uint64_t bytes);
 
 /* http_stream.c */
 void http_internal_stream_on_gone(http_stream *s);
 void http_internal_stream_abort(http_stream *s);
 void http_internal_stream_free(http_stream *s);
+void http_internal_stream_release_detached(http_server *srv); /* drain deadline: abort */
 
 /* http_builtin.c */
 void http_internal_builtin_register(http_server *srv);

@@ -445,30 +445,73 @@ static void req_filter_setup(h2o_filter_t *self, h2o_req_t *h, h2o_ostream_t **s
     h2o_setup_next_ostream(h, slot);
 }
 
+void http_internal_req_detach(http_req *req)
+{
+    h2o_req_t *h = req->h2o;
+    req->responded = true;
+    req->detached = true;
+    h2o_timeout_unlink(&req->handler_timeout);
+    req_watch_stop(req);
+    req_set_request_id_header(h, req->request_id);
+}
+
 static void req_log_access(h2o_logger_t *self, h2o_req_t *h)
 {
-    http_server *srv = ((req_logger *)self)->srv;
     http_req *req = req_find(h);
-    if (!req || req->logged) return;
+    if (!req || req->logged || req->detached) return; /* a detached stream logs at its end */
+    http_internal_req_log(((req_logger *)self)->srv, req,
+                          req->responded && h->res.status ? h->res.status : 499, h->bytes_sent);
+}
+
+/* "12.345678": milliseconds with nanosecond digits, by hand (printf's %g of a double is a
+ * measurable share of a proxied request). */
+static void req_format_ms(int64_t ns, char out[32])
+{
+    if (ns < 0) ns = 0;
+    char tmp[32];
+    size_t n = 0;
+    int64_t frac = ns % 1000000, whole = ns / 1000000;
+    for (int i = 0; i < 6; i++, frac /= 10)
+        tmp[sizeof tmp - 1 - n++] = (char)('0' + frac % 10);
+    tmp[sizeof tmp - 1 - n++] = '.';
+    do {
+        tmp[sizeof tmp - 1 - n++] = (char)('0' + whole % 10);
+        whole /= 10;
+    } while (whole && n < sizeof tmp - 1);
+    memcpy(out, tmp + sizeof tmp - n, n);
+    out[n] = '\0';
+}
+
+void http_internal_req_log(http_server *srv, http_req *req, int status, uint64_t bytes)
+{
+    if (req->logged) return;
     req->logged = true;
-    int status = req->responded && h->res.status ? h->res.status : 499;
-    double seconds = (double)(core_mono_ns() - req->start_ns) / 1e9;
+    int64_t ns = core_mono_ns() - req->start_ns;
+    double seconds = (double)ns / 1e9;
     const char *route = http_route_label(req);
     const char *method = http_internal_method_label(req->method);
-    char status_text[8];
-    snprintf(status_text, sizeof status_text, "%d", status);
+    char status_text[8] = "000";
+    if (status >= 100 && status <= 999) {
+        status_text[0] = (char)('0' + status / 100);
+        status_text[1] = (char)('0' + status / 10 % 10);
+        status_text[2] = (char)('0' + status % 10);
+    }
     core_counter_add(srv->m_requests, 1, method, route, status_text);
     core_histogram_observe(srv->m_duration, seconds, method, route);
 
-    char saved[64];
-    snprintf(saved, sizeof saved, "%s", core_log_trace());
+    char saved[CORE_TRACE_ID_LEN + 1];
+    size_t sl = strnlen(core_log_trace(), sizeof saved - 1);
+    memcpy(saved, core_log_trace(), sl);
+    saved[sl] = '\0';
     core_log_set_trace(req->trace_id);
+    char ms[32];
+    req_format_ms(ns, ms);
     /* the path without its query string: query strings can carry tokens */
-    core_log_info(
-        "access", CORE_F_STR("method", req->method), CORE_F_STR("path", req->path),
-        CORE_F_STR("route", route), CORE_F_INT("status", status),
-        CORE_F_INT("bytes", (long long)h->bytes_sent), CORE_F_DBL("duration_ms", seconds * 1000.0),
-        CORE_F_STR("request_id", req->request_id), CORE_F_STR("remote_addr", req->remote));
+    core_log_info("access", CORE_F_STR("method", req->method), CORE_F_STR("path", req->path),
+                  CORE_F_STR("route", route), CORE_F_INT("status", status),
+                  CORE_F_INT("bytes", (long long)bytes), CORE_F_JSON("duration_ms", ms),
+                  CORE_F_STR("request_id", req->request_id),
+                  CORE_F_STR("remote_addr", req->remote));
     core_log_set_trace(saved);
 }
 
@@ -560,8 +603,10 @@ static void req_dispatch(http_server *srv, http_req *req)
         return;
     }
     size_t ncap = srv->max_segs + 1;
-    http_internal_capture *caps = calloc(ncap, sizeof *caps);
-    http_internal_capture *tmp = calloc(ncap, sizeof *tmp);
+    /* no allocation for the usual route table */
+    http_internal_capture caps_local[16], tmp_local[16];
+    http_internal_capture *caps = ncap <= 16 ? caps_local : calloc(ncap, sizeof *caps);
+    http_internal_capture *tmp = ncap <= 16 ? tmp_local : calloc(ncap, sizeof *tmp);
     if (!caps || !tmp) abort();
     size_t n = 0;
     const http_endpoint *ep = req_best_route(srv, req->method, req->path, caps, &n, tmp);
@@ -577,8 +622,8 @@ static void req_dispatch(http_server *srv, http_req *req)
             http_respond_problem(req, 404, NULL, "no resource at this path");
         }
         core_buf_free(&allow);
-        free(caps);
-        free(tmp);
+        if (caps != caps_local) free(caps);
+        if (tmp != tmp_local) free(tmp);
         return;
     }
     req->params = n ? calloc(n, sizeof *req->params) : NULL;
@@ -586,8 +631,8 @@ static void req_dispatch(http_server *srv, http_req *req)
         char *v = caps[i].raw ? core_xstrndup(caps[i].start, caps[i].len)
                               : http_internal_pct_decode(caps[i].start, caps[i].len, false, NULL);
         if (!v) {
-            free(caps);
-            free(tmp);
+            if (caps != caps_local) free(caps);
+            if (tmp != tmp_local) free(tmp);
             http_respond_problem(req, 400, NULL, "malformed percent-encoding in the path");
             return;
         }
@@ -595,15 +640,17 @@ static void req_dispatch(http_server *srv, http_req *req)
         req->params[i].value = v;
         req->nparams++;
     }
-    free(caps);
-    free(tmp);
+    if (caps != caps_local) free(caps);
+    if (tmp != tmp_local) free(tmp);
     req->ep = ep;
 
     req->handler_timeout.cb = req_on_handler_timeout;
     h2o_timeout_link(srv->loop, &srv->handler_timeout, &req->handler_timeout);
 
-    char saved[64];
-    snprintf(saved, sizeof saved, "%s", core_log_trace());
+    char saved[CORE_TRACE_ID_LEN + 1];
+    size_t sl = strnlen(core_log_trace(), sizeof saved - 1);
+    memcpy(saved, core_log_trace(), sl);
+    saved[sl] = '\0';
     core_log_set_trace(req->trace_id);
     bool go = true;
     for (http_internal_middleware *m = srv->middleware; m && go && !req->gone; m = m->next)

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "http_internal.h"
 
@@ -102,6 +103,26 @@ static void server_ignore_sigpipe(void)
     }
 }
 
+/* libuv 1.44 has no UV_TCP_REUSEPORT: the socket is made here and handed to the handle. */
+static int server_bind_reuseport(uv_tcp_t *listener, const struct sockaddr_storage *ss)
+{
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return uv_translate_sys_error(errno);
+    int one = 1;
+    socklen_t len =
+        ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
+        bind(fd, (const struct sockaddr *)ss, len) != 0) {
+        int rc = uv_translate_sys_error(errno);
+        close(fd);
+        return rc;
+    }
+    int rc = uv_tcp_open(listener, fd);
+    if (rc != 0) close(fd);
+    return rc;
+}
+
 http_server *http_server_new(uv_loop_t *loop, const http_server_config *cfg_in)
 {
     server_ignore_sigpipe();
@@ -121,7 +142,8 @@ http_server *http_server_new(uv_loop_t *loop, const http_server_config *cfg_in)
     uv_tcp_t *listener = malloc(sizeof *listener);
     if (!listener) abort();
     uv_tcp_init(loop, listener);
-    int rc = uv_tcp_bind(listener, (const struct sockaddr *)&ss, 0);
+    int rc = cfg.reuse_port ? server_bind_reuseport(listener, &ss)
+                            : uv_tcp_bind(listener, (const struct sockaddr *)&ss, 0);
     if (rc == 0) rc = uv_listen((uv_stream_t *)listener, cfg.backlog, server_on_connection);
     if (rc != 0) {
         core_log_error("http listen failed", CORE_F_STR("host", cfg.host),
@@ -208,7 +230,7 @@ bool http_server_is_draining(const http_server *srv)
 
 size_t http_server_inflight(const http_server *srv)
 {
-    return srv->ninflight;
+    return srv->ninflight + srv->ndetached;
 }
 
 /* ---------------------------------------------------------------- routes */
@@ -361,11 +383,15 @@ static int server_fd_cmp(const void *a, const void *b)
  * handle's data). Shutting down its read side makes h2o see EOF and close it cleanly. */
 static void server_sweep_idle(http_server *srv)
 {
-    size_t n = 0;
-    int *busy = srv->ninflight ? calloc(srv->ninflight, sizeof *busy) : NULL;
-    if (srv->ninflight && !busy) abort();
-    for (http_req *r = srv->inflight; r && n < srv->ninflight; r = r->next) {
+    size_t n = 0, max = srv->ninflight + srv->ndetached;
+    int *busy = max ? calloc(max, sizeof *busy) : NULL;
+    if (max && !busy) abort();
+    for (http_req *r = srv->inflight; r && n < max; r = r->next) {
         int fd = http_internal_req_fd(r);
+        if (fd >= 0) busy[n++] = fd;
+    }
+    for (http_stream *s = srv->detached; s && n < max; s = s->dnext) {
+        int fd = s->sock ? h2o_socket_get_fd(s->sock) : -1;
         if (fd >= 0) busy[n++] = fd;
     }
     if (n) qsort(busy, n, sizeof *busy, server_fd_cmp);
@@ -481,6 +507,7 @@ static void server_drain_tick(uv_timer_t *t)
             core_log_warn("http drain deadline reached; answering the rest 503",
                           CORE_F_INT("inflight", srv->ninflight));
         http_internal_req_release_all(srv);
+        http_internal_stream_release_detached(srv);
     }
     if (srv->drain_stage == 1 &&
         elapsed_ms >= (int64_t)srv->cfg.drain_timeout_ms + SERVER_HARD_SHUTDOWN_MS) {
@@ -495,7 +522,7 @@ static void server_drain_tick(uv_timer_t *t)
         }
     }
     if (srv->drain_stage < 2) server_sweep_idle(srv);
-    if (srv->ninflight == 0 && srv->nconns == 0) server_finalize(srv);
+    if (srv->ninflight == 0 && srv->ndetached == 0 && srv->nconns == 0) server_finalize(srv);
 }
 
 void http_server_close(http_server *srv, http_server_closed_fn done, void *data)

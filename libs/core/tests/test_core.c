@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,6 +190,55 @@ static void emit_sample(void)
     core_log_warn("second");
 }
 
+/* Batching: info lines wait for core_log_flush; a warning flushes them first, in order; a
+ * batch larger than PIPE_BUF reaches a pipe in whole lines. */
+static void test_log_batch(void **state)
+{
+    (void)state;
+    core_log_init("unit", CORE_LOG_INFO);
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    assert_int_equal(fcntl(fds[0], F_SETFL, O_NONBLOCK), 0);
+    core_log_set_fd(fds[1]);
+    core_log_batch(true);
+    core_log_info("one", CORE_F_STR("secret_token", "x"), CORE_F_INT("n", 1234567890123LL));
+    core_log_info("two");
+    char buf[65536];
+    assert_int_equal(read(fds[0], buf, sizeof buf), -1); /* nothing yet */
+    core_log_warn("three");
+    ssize_t n = read(fds[0], buf, sizeof buf - 1);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    char *one = strstr(buf, "\"msg\":\"one\""), *two = strstr(buf, "\"msg\":\"two\""),
+         *three = strstr(buf, "\"msg\":\"three\"");
+    assert_true(one && two && three && one < two && two < three);
+    assert_non_null(strstr(buf, "\"secret_token\":\"[redacted]\",\"n\":1234567890123}"));
+    /* 100 lines of ~150 bytes: more than PIPE_BUF, read back as whole lines */
+    for (int i = 0; i < 100; i++)
+        core_log_info("line", CORE_F_INT("i", i),
+                      CORE_F_STR("pad", "................................"));
+    core_log_flush();
+    core_buf all = {0};
+    while ((n = read(fds[0], buf, sizeof buf)) > 0)
+        core_buf_append(&all, buf, (size_t)n);
+    int lines = 0;
+    for (const char *p = all.data; p && *p; lines++) {
+        const char *nl = strchr(p, '\n');
+        assert_non_null(nl);
+        assert_true(p[0] == '{' && nl[-1] == '}');
+        p = nl + 1;
+    }
+    assert_int_equal(lines, 100);
+    core_buf_free(&all);
+    core_log_batch(false);
+    core_log_info("unbatched");
+    n = read(fds[0], buf, sizeof buf - 1);
+    assert_true(n > 0);
+    core_log_set_fd(1);
+    close(fds[0]);
+    close(fds[1]);
+}
+
 static void test_log_json_lines(void **state)
 {
     (void)state;
@@ -260,6 +310,22 @@ static void test_metrics_render(void **state)
                          "latency_seconds_sum{route=\"/a\"} 3.55\n"
                          "latency_seconds_count{route=\"/a\"} 3\n";
     assert_string_equal(out.data, expect);
+    core_buf_free(&out);
+    core_metrics_free(reg);
+
+    /* observe_n: the same as n single observations. */
+    reg = core_metrics_new();
+    h = core_metric_histogram(reg, "latency_seconds", "Latency.", "route", buckets, 2);
+    core_histogram_observe_n(h, 0.5, 3, "/a");
+    core_histogram_observe_n(h, 0.05, 0, "/a"); /* nothing */
+    core_histogram_observe(h, 0.05, "/a");
+    assert_true(core_metric_value(h, "/a") == 4);
+    out = (core_buf){0};
+    core_metrics_render(reg, &out);
+    assert_non_null(strstr(out.data, "latency_seconds_bucket{route=\"/a\",le=\"0.1\"} 1\n"
+                                     "latency_seconds_bucket{route=\"/a\",le=\"1\"} 4\n"
+                                     "latency_seconds_bucket{route=\"/a\",le=\"+Inf\"} 4\n"
+                                     "latency_seconds_sum{route=\"/a\"} 1.55\n"));
     core_buf_free(&out);
     core_metrics_free(reg);
 }
@@ -431,6 +497,7 @@ int main(void)
         cmocka_unit_test(test_config_errors_name_the_variable),
         cmocka_unit_test(test_config_finish_exits_78_with_one_line),
         cmocka_unit_test(test_log_json_lines),
+        cmocka_unit_test(test_log_batch),
         cmocka_unit_test(test_metrics_render),
         cmocka_unit_test(test_uuid_v7),
         cmocka_unit_test(test_random_bytes_unique_and_fork_safe),

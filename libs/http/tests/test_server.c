@@ -1181,6 +1181,26 @@ static void test_listen_errors(void **state)
     tu_loop_done(&loop);
 }
 
+/* reuse_port: two servers (two worker processes, in the gateway) share one port; a server
+ * without it still cannot take a port in use. */
+static void test_reuse_port(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    http_server *a = http_server_new(&loop, &(http_server_config){.reuse_port = true});
+    assert_non_null(a);
+    uint16_t port = http_server_port(a);
+    http_server *b =
+        http_server_new(&loop, &(http_server_config){.port = port, .reuse_port = true});
+    assert_non_null(b);
+    assert_int_equal(http_server_port(b), port);
+    assert_null(http_server_new(&loop, &(http_server_config){.port = port}));
+    assert_true(tu_server_close(&loop, a));
+    assert_true(tu_server_close(&loop, b));
+    tu_loop_done(&loop);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -1201,6 +1221,7 @@ int main(void)
         cmocka_unit_test(test_graceful_close_deadline),
         cmocka_unit_test(test_delegate_to_h2o_proxy),
         cmocka_unit_test(test_listen_errors),
+        cmocka_unit_test(test_reuse_port),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();

@@ -347,6 +347,69 @@ static void test_stream_http10_close_delimited(void **state)
     st_stop(&t);
 }
 
+typedef struct pipelined_client {
+    uint16_t port;
+    core_buf got;
+    bool eof;
+} pipelined_client;
+
+/* A stream's request with another pipelined behind it; reads until the server closes. */
+static void pipelined_run(void *arg)
+{
+    pipelined_client *c = arg;
+    int fd = tu_connect(c->port, 0);
+    if (fd < 0) return;
+    const char *r = "GET /events HTTP/1.1\r\nHost: t\r\n\r\nGET /burst HTTP/1.1\r\nHost: t\r\n\r\n";
+    tu_send_all(fd, r, strlen(r));
+    c->eof = tu_read(fd, &c->got, 5000, NULL);
+    close(fd);
+}
+
+static size_t log_count(st *t, const char *needle)
+{
+    fflush(t->log);
+    rewind(t->log);
+    size_t n = 0;
+    char line[2048];
+    while (fgets(line, sizeof line, t->log))
+        if (strstr(line, needle)) n++;
+    fseek(t->log, 0, SEEK_END);
+    return n;
+}
+
+/* HTTP/1.1: the stream owns its connection, which closes when the stream ends (what was pipelined
+ * behind it is not answered); the request is logged once, at the end, with the payload bytes. */
+static void test_stream_owns_connection_logged_at_end(void **state)
+{
+    (void)state;
+    st t;
+    st_start(&t, NULL);
+    pipelined_client c = {.port = t.port};
+    tu_job job;
+    tu_start(&job, pipelined_run, &c);
+    assert_true(ts_run_until(&t.loop, have_stream, &t, 5000));
+    ts_run_for(&t.loop, 100);
+    assert_int_equal(log_count(&t, "\"route\":\"/events\""), 0);
+    assert_int_equal(http_server_inflight(t.srv), 1);
+    assert_int_equal(http_stream_write(t.stream, "data: two\n\n", 11), 0);
+    http_stream_end(t.stream);
+    t.stream = NULL;
+    assert_true(tu_finish(&t.loop, &job, 5000));
+    assert_true(c.eof);
+    core_buf_append(&c.got, "", 1);
+    assert_memory_equal(c.got.data, "HTTP/1.1 200", 12);
+    assert_non_null(
+        strstr(c.got.data, "\r\n\r\nb\r\ndata: one\n\n\r\nb\r\ndata: two\n\n\r\n0\r\n\r\n"));
+    assert_null(strstr(c.got.data, "line 0")); /* the pipelined request */
+    ts_run_for(&t.loop, 50);
+    assert_int_equal(http_server_inflight(t.srv), 0);
+    assert_int_equal(log_count(&t, "\"route\":\"/events\""), 1);
+    assert_int_equal(log_count(&t, "\"bytes\":22,"), 1);
+    assert_int_equal(t.closes, 0);
+    core_buf_free(&c.got);
+    st_stop(&t);
+}
+
 static void test_stream_drain_deadline_aborts(void **state)
 {
     (void)state;
@@ -384,6 +447,7 @@ int main(void)
         cmocka_unit_test(test_stream_idle_disconnect_noticed),
         cmocka_unit_test(test_stream_http10_close_delimited),
         cmocka_unit_test(test_stream_drain_deadline_aborts),
+        cmocka_unit_test(test_stream_owns_connection_logged_at_end),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();

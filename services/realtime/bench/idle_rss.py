@@ -1,13 +1,22 @@
 #!/usr/bin/env python3
-"""RSS per idle SSE connection of the realtime service.
+"""RSS per idle SSE connection of the realtime service (the server's memory, not the client's).
 
-Starts build/bin/realtime (release) against KAFKA_BROKERS, reads its RSS, opens N idle SSE
-connections (each subscribed to an item channel of its own, HTTP/1.1),
-waits until the service reports them in sse_clients, reads the RSS again and prints the
-difference per connection and per 1,000 connections. Raise the fd limit first:
+Reads the server's VmRSS (/proc/<pid>/status) with no client connected, opens N idle SSE
+connections (HTTP/1.1, each subscribed to an item channel of its own, so per-channel costs are
+counted too), waits until the service reports them all in sse_clients, lets them sit idle past
+--idle seconds (set it above SSE_HEARTBEAT so that every client got a heartbeat), checks that
+they are all still connected, reads VmRSS again and prints the difference per connection.
 
+    # against a running instance (what scripts/bench-realtime.sh does)
+    idle_rss.py --pid PID --port PORT 20000
+    # or it starts $BUILD/bin/realtime itself (BUILD defaults to build)
     ulimit -n 65536; KAFKA_BROKERS=127.0.0.1:9092 python3 services/realtime/bench/idle_rss.py 20000
+
+Connections come from 127.0.0.1 and further loopback addresses (127.0.0.2, ...) once one source
+address has used BENCH_PER_SOURCE (20000) ports, so the ephemeral port range is never the limit.
+The last line is machine-readable: RESULT connections=... bytes_per_connection=...
 """
+import argparse
 import os
 import resource
 import socket
@@ -28,60 +37,95 @@ def rss_kb(pid):
 
 
 def metric(port, name):
-    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read().decode()
     for line in body.splitlines():
         if line.startswith(name + " "):
             return float(line.split()[1])
     return 0.0
 
 
-def main():
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = n + 1000
-    if soft < want:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
-    port = int(os.environ.get("BENCH_PORT", "18383"))
-    env = dict(os.environ, HTTP_PORT=str(port), LOG_LEVEL="warn")
-    env.setdefault("KAFKA_BROKERS", "127.0.0.1:9092")
-    proc = subprocess.Popen([os.path.join(ROOT, "build/bin/realtime")], env=env,
-                            preexec_fn=lambda: resource.setrlimit(
-                                resource.RLIMIT_NOFILE, resource.getrlimit(resource.RLIMIT_NOFILE)))
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except Exception:
-                time.sleep(0.1)
-        # one connection first, so that buffers allocated once are not counted per connection
-        socks = []
+def wait_ready(port, proc=None, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            sys.exit(f"realtime exited with {proc.returncode}")
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2).status == 200:
+                return
+        except Exception:
+            pass
+        time.sleep(0.2)
+    sys.exit(f"realtime on port {port} not ready after {timeout}s")
 
-        def connect(i):
-            s = socket.create_connection(("127.0.0.1", port))
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("n", type=int, nargs="?", default=1000, help="connections (1000)")
+    ap.add_argument("--pid", type=int, help="a running realtime's pid (else one is started)")
+    ap.add_argument("--port", type=int, help="its HTTP port")
+    ap.add_argument("--idle", type=float, default=3.0, help="seconds to sit idle before reading")
+    args = ap.parse_args()
+    n = args.n
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = n + 64
+    if soft < want:
+        if hard < want:
+            sys.exit(f"fd limit {hard} < {want}: raise it (ulimit -n {want}, as root) first")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+    proc = None
+    if args.pid:
+        pid, port = args.pid, args.port
+    else:
+        port = args.port or free_port()
+        env = dict(os.environ, HTTP_PORT=str(port), LOG_LEVEL="warn")
+        env.setdefault("KAFKA_BROKERS", "127.0.0.1:9092")
+        binary = os.path.join(ROOT, os.environ.get("BUILD", "build"), "bin", "realtime")
+        proc = subprocess.Popen([binary], env=env)
+        pid = proc.pid
+    try:
+        wait_ready(port, proc)
+        time.sleep(1)
+        base = rss_kb(pid)
+        per_source = int(os.environ.get("BENCH_PER_SOURCE", "20000"))
+        socks = []
+        t0 = time.time()
+        for i in range(n):
+            src = f"127.0.0.{1 + i // per_source}"
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            if src != "127.0.0.1":
+                s.bind((src, 0))
+            s.connect(("127.0.0.1", port))
             s.sendall((f"GET /api/realtime/events?channels=content:bench-{i} HTTP/1.1\r\n"
                        f"Host: x\r\n\r\n").encode())
             socks.append(s)
-
-        connect(0)
-        time.sleep(1)
-        base = rss_kb(proc.pid)
-        for i in range(1, n + 1):
-            connect(i)
-        deadline = time.time() + 120
-        while metric(port, "sse_clients") < n + 1 and time.time() < deadline:
+        deadline = time.time() + 300
+        while metric(port, "sse_clients") < n and time.time() < deadline:
             time.sleep(0.5)
-        clients = metric(port, "sse_clients")
-        time.sleep(2)
-        after = rss_kb(proc.pid)
+        opened = time.time() - t0
+        time.sleep(args.idle)
+        clients = int(metric(port, "sse_clients"))
+        after = rss_kb(pid)
+        if clients < n:
+            sys.exit(f"only {clients} of {n} clients connected")
         per = (after - base) * 1024 / n
-        print(f"connections={int(clients)} rss_before_kb={base} rss_after_kb={after} "
-              f"bytes_per_connection={per:.0f} kb_per_1000={per * 1000 / 1024:.0f}")
+        print(f"connections={clients} rss_idle_kb={base} rss_with_connections_kb={after} "
+              f"opened_in_s={opened:.1f} idle_s={args.idle:g}")
+        print(f"RESULT connections={clients} rss_delta_kb={after - base} "
+              f"bytes_per_connection={per:.0f} kb_per_connection={per / 1024:.2f}", flush=True)
         for s in socks:
             s.close()
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=30)
 
 
 if __name__ == "__main__":

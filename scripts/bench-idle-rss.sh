@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# `make bench`: each service's resident memory at idle, against the issue's goal (8 MB or less).
+#
+# Builds, starts Kafka and PostgreSQL if they are not running (and stops them afterwards only
+# then), then one service at a time: starts it the way scripts/up.sh does (KAFKA_BROKERS, its
+# role's DATABASE_URL, SERVICE_NAME, MIGRATIONS_DIR) on a free port, waits for /readyz, lets it
+# sit idle BENCH_IDLE_S seconds, reads /proc/<pid>/status (VmRSS; RssAnon: heap, stacks, private
+# data; RssFile: the mapped binary and shared libraries) and /proc/<pid>/smaps_rollup (Pss: shared
+# pages divided among the processes that map them; USS, Private_Clean + Private_Dirty: what only
+# this process holds), stops it with SIGTERM and checks it exits 0.
+# Services: content-manager, ai-processor, realtime, and gateway when it is built.
+#
+# Consumers join their service's real consumer group, like a second replica would: run it with
+# `make up` stopped to measure without a rebalance (the figures do not depend on it).
+#
+#   BENCH_IDLE_S (5)   BENCH_IDLE_SERVICES ("content-manager ai-processor realtime gateway")
+#   BENCH_IDLE_ENV: extra NAME=value words for every service, to try a setting, e.g.
+#   "GNUTLS_NO_IMPLICIT_INIT=1 PGGSSENCMODE=disable" (libpq's libldap loads GnuTLS, whose
+#   constructor initialises it, and p11-kit with it: about 0.7 MB of library pages; GSSAPI
+#   encryption is tried first by default and touches Kerberos: about 0.5 MB)
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+
+IDLE="${BENCH_IDLE_S:-5}"
+LIST="${BENCH_IDLE_SERVICES:-content-manager ai-processor realtime gateway}"
+GOAL_KB=$((8 * 1024))
+
+make -s -C "$ROOT" BUILD="$BUILD" all
+
+started_infra=0
+if ! scripts/infra.sh status >/dev/null 2>&1; then
+    scripts/infra.sh up
+    started_infra=1
+fi
+
+svc_pid=""
+svc_log="$(mktemp)"
+cleanup() {
+    if [[ -n "$svc_pid" ]] && kill -0 "$svc_pid" 2>/dev/null; then
+        kill -TERM "$svc_pid" 2>/dev/null || true
+        wait "$svc_pid" 2>/dev/null || true
+    fi
+    rm -f "$svc_log"
+    if [[ "$started_infra" = 1 ]]; then scripts/infra.sh down >/dev/null 2>&1 || true; fi
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# field FILE NAME: the number (kB) after "NAME:" in a /proc file; 0 when absent.
+field() { awk -v k="$2:" '$1 == k { print $2; found = 1 } END { if (!found) print 0 }' "$1"; }
+
+rows=() over=0 failed=()
+for svc in $LIST; do
+    bin="$BINDIR/$svc"
+    if [[ ! -x "$bin" ]]; then
+        note "$svc: not built ($bin), skipped"
+        continue
+    fi
+    port="$(free_port)"
+    url="$(scripts/postgres.sh url "$svc" 2>/dev/null)" || url="" # as up.sh; unused by some
+    : >"$svc_log"
+    read -r -a extra <<<"${BENCH_IDLE_ENV:-}"
+    env ${extra[@]+"${extra[@]}"} KAFKA_BROKERS="$KAFKA_BOOTSTRAP" DATABASE_URL="$url" \
+        SERVICE_NAME="$svc" HTTP_HOST=127.0.0.1 HTTP_PORT="$port" \
+        MIGRATIONS_DIR="$ROOT/services/$svc/migrations" LOG_LEVEL=warn "$bin" >"$svc_log" 2>&1 &
+    svc_pid=$!
+    # The gateway is ready when its upstreams are, and none runs here: it is idle once it serves.
+    probe=readyz
+    [[ "$svc" != gateway ]] || probe=healthz
+    ready=0
+    for ((i = 0; i < 300; i++)); do
+        kill -0 "$svc_pid" 2>/dev/null || break
+        if curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$port/$probe" 2>/dev/null; then
+            ready=1
+            break
+        fi
+        sleep 0.2
+    done
+    if ((!ready)); then
+        warn "$svc did not become ready on port $port; its log:"
+        tail -n 20 "$svc_log" >&2 || true
+        kill -TERM "$svc_pid" 2>/dev/null || true
+        wait "$svc_pid" 2>/dev/null || true
+        svc_pid=""
+        failed+=("$svc")
+        continue
+    fi
+    sleep "$IDLE"
+    st="/proc/$svc_pid/status" sr="/proc/$svc_pid/smaps_rollup"
+    rss="$(field "$st" VmRSS)" anon="$(field "$st" RssAnon)" file="$(field "$st" RssFile)"
+    thr="$(field "$st" Threads)" pss="$(field "$sr" Pss)"
+    uss=$(($(field "$sr" Private_Clean) + $(field "$sr" Private_Dirty)))
+    kill -TERM "$svc_pid" 2>/dev/null || true
+    rc=0
+    wait "$svc_pid" || rc=$?
+    svc_pid=""
+    if ((rc != 0)); then
+        warn "$svc exited with $rc after SIGTERM"
+        failed+=("$svc")
+    fi
+    ((rss <= GOAL_KB)) || over=1
+    rows+=("$(printf '%-16s %8.1f %8.1f %8.1f %8.1f %8.1f %7d %7.2f' "$svc" "$(bc -l <<<"$rss/1024")" \
+        "$(bc -l <<<"$anon/1024")" "$(bc -l <<<"$file/1024")" "$(bc -l <<<"$pss/1024")" \
+        "$(bc -l <<<"$uss/1024")" "$thr" "$(bc -l <<<"$rss/$GOAL_KB")")")
+done
+
+printf '\n%-16s %8s %8s %8s %8s %8s %7s %7s\n' "idle, MB" "RSS" "anon" "files" "PSS" "USS" \
+    "threads" "RSS/8MB"
+printf '%s\n' "${rows[@]}"
+echo "(goal: RSS <= 8 MB each, ratio <= 1; anon = heap, stacks and private data; files = the" \
+    "binary and shared libraries, mostly shared with other processes (PSS divides them among" \
+    "the processes mapping them, USS counts only the pages no other process maps); after" \
+    "${IDLE}s idle past /readyz (gateway: /healthz); command: make bench or scripts/bench-idle-rss.sh)"
+((over == 0)) || note "over the goal: see the RSS/8MB column"
+((${#failed[@]} == 0)) || die "services that failed: ${failed[*]}"

@@ -1,0 +1,150 @@
+/*
+ * gateway: the one external port. Routes path prefixes to the upstream services (routes.h),
+ * streams their answers through (proxy.h), reports each upstream's readiness on its own
+ * /readyz (readiness.h), and drains on SIGTERM. GATEWAY_WORKERS > 1 runs that many such
+ * processes on the port (workers.h).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "core.h"
+#include "http.h"
+#include "proxy.h"
+#include "readiness.h"
+#include "routes.h"
+#include "workers.h"
+
+typedef struct settings {
+    const char *service;
+    const char *host;
+    int64_t port;
+    int64_t max_body, connect_ms, read_ms, keepalive, workers, drain_ms;
+    gw_table table;
+} settings;
+
+typedef struct app {
+    settings *s;
+    uv_loop_t *loop;
+    http_server *http;
+    gw_proxy_set *proxy;
+    gw_readiness *readiness;
+    core_signals *signals;
+    uv_prepare_t log_flush;
+} app;
+
+/* Access lines are batched (core_log_batch) and written once per loop iteration, before the
+ * loop waits for I/O: one write(2) for many requests instead of one each. */
+static void flush_logs(uv_prepare_t *h)
+{
+    (void)h;
+    core_log_flush();
+}
+
+static void http_closed(void *data)
+{
+    app *a = data;
+    gw_proxy_close(a->proxy);
+    a->proxy = NULL;
+    core_log_info("drained");
+}
+
+static void on_signal(int signum, void *data)
+{
+    (void)signum;
+    app *a = data;
+    core_log_info("shutting down", CORE_F_INT("inflight", http_server_inflight(a->http)));
+    gw_readiness_close(a->readiness);
+    a->readiness = NULL;
+    /* a little before libs/http's own deadline, which cannot answer what libh2o holds */
+    int64_t ms = a->s->drain_ms > 200 ? a->s->drain_ms - 100 : a->s->drain_ms;
+    gw_proxy_drain(a->proxy, (uint64_t)ms);
+    http_server_close(a->http, http_closed, a);
+}
+
+static int run(void *data)
+{
+    settings *s = data;
+    app a = {.s = s, .loop = uv_default_loop()};
+    /* the handler timeout must not cut a slow upstream short of our own read timeout */
+    a.http = http_server_new(
+        a.loop, &(http_server_config){
+                    .host = s->host,
+                    .port = (uint16_t)s->port,
+                    .service = s->service,
+                    .max_body_bytes = (size_t)s->max_body,
+                    .handler_timeout_ms = (uint64_t)(s->connect_ms + s->read_ms + 5000),
+                    .reuse_port = s->workers > 1,
+                    .drain_timeout_ms = (uint64_t)s->drain_ms,
+                });
+    if (!a.http) return 1; /* http_server_new logged why */
+    a.proxy = gw_proxy_new(a.loop, a.http, &s->table,
+                           &(gw_proxy_config){.read_timeout_ms = s->read_ms,
+                                              .connect_timeout_ms = s->connect_ms,
+                                              .keepalive = (size_t)s->keepalive});
+    if (!a.proxy) {
+        fprintf(stderr,
+                "gateway: configuration error: GATEWAY_ROUTES: a prefix cannot be routed\n");
+        return CORE_CONFIG_EXIT_CODE;
+    }
+    a.readiness = gw_readiness_new(a.http, &s->table, a.proxy, 1500, 1000);
+    a.signals = core_signals_watch(a.loop, on_signal, &a);
+    core_log_batch(true);
+    uv_prepare_init(a.loop, &a.log_flush);
+    uv_prepare_start(&a.log_flush, flush_logs);
+    uv_unref((uv_handle_t *)&a.log_flush);
+
+    core_log_info("listening", CORE_F_STR("host", s->host),
+                  CORE_F_INT("port", http_server_port(a.http)),
+                  CORE_F_INT("routes", s->table.nroutes), CORE_F_INT("upstreams", s->table.nups));
+    uv_run(a.loop, UV_RUN_DEFAULT);
+    core_signals_close(a.signals);
+    uv_close((uv_handle_t *)&a.log_flush, NULL);
+    uv_run(a.loop, UV_RUN_DEFAULT);
+    core_log_batch(false); /* writes what is left */
+    uv_loop_close(a.loop);
+    return 0;
+}
+
+/* A table problem is reported like every other configuration error: one line naming the
+ * variable, exit 78. */
+static void table_error(core_config *cc, const char *name, const char *err)
+{
+    if (cc->errors++ == 0)
+        snprintf(cc->first_error, sizeof cc->first_error, "%s: %.400s", name, err);
+}
+
+int main(void)
+{
+    core_config cc;
+    core_config_init(&cc, "gateway");
+    static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
+    const char *level = core_config_enum(&cc, "LOG_LEVEL", "info", levels);
+    settings s = {0};
+    s.service = core_config_string(&cc, "SERVICE_NAME", "gateway");
+    s.host = core_config_string(&cc, "HTTP_HOST", "127.0.0.1");
+    s.port = core_config_int(&cc, "HTTP_PORT", 8080, 0, 65535);
+    const char *upstreams = core_config_string(&cc, "GATEWAY_UPSTREAMS", GW_DEFAULT_UPSTREAMS);
+    const char *routes = core_config_string(&cc, "GATEWAY_ROUTES", GW_DEFAULT_ROUTES);
+    s.max_body = core_config_int(&cc, "GATEWAY_MAX_BODY_BYTES", 1024 * 1024, 1, 1LL << 30);
+    s.connect_ms = core_config_int(&cc, "GATEWAY_CONNECT_TIMEOUT_MS", 2000, 1, 600000);
+    s.read_ms = core_config_int(&cc, "GATEWAY_READ_TIMEOUT_MS", 30000, 1, 3600000);
+    s.keepalive = core_config_int(&cc, "GATEWAY_UPSTREAM_KEEPALIVE", 64, 0, 100000);
+    s.workers = core_config_int(&cc, "GATEWAY_WORKERS", 1, 1, 64);
+    s.drain_ms = core_config_int(&cc, "GATEWAY_DRAIN_TIMEOUT_MS", 10000, 1, 600000);
+    char err[256];
+    if (cc.errors == 0 && gw_upstreams_parse(&s.table, upstreams, err, sizeof err) != 0)
+        table_error(&cc, "GATEWAY_UPSTREAMS", err);
+    else if (cc.errors == 0 && gw_routes_parse(&s.table, routes, err, sizeof err) != 0)
+        table_error(&cc, "GATEWAY_ROUTES", err);
+    if (cc.errors == 0 && s.workers > 1 && s.port == 0)
+        table_error(&cc, "GATEWAY_WORKERS", "several workers need a fixed HTTP_PORT");
+    core_config_finish(&cc);
+
+    core_log_level min = CORE_LOG_INFO;
+    core_log_parse_level(level, &min);
+    core_log_init(s.service, min);
+
+    int rc = s.workers > 1 ? gw_workers_run((int)s.workers, run, &s) : run(&s);
+    gw_table_free(&s.table);
+    return rc;
+}

@@ -1,0 +1,907 @@
+/*
+ * The gateway seen from outside: the real binary (build/<variant>/bin/gateway) in front of real
+ * upstreams (tests/programs/gateway_upstream, on libs/http), spoken to over raw sockets.
+ * Prefix routing (two prefixes to one service, segment boundaries, longest prefix), request ids
+ * and traceparent (added when absent, kept when present), X-Forwarded-For, hop-by-hop headers,
+ * bodies both ways (echo, 1 MiB with Content-Length, 3 MB chunked), 413 for an oversize body,
+ * SSE passed through live, 404 for unrouted paths, 502 fast when an upstream is down and the
+ * automatic recovery when it returns, 504 for a slow upstream while a stream with short gaps
+ * lives on, /readyz following the upstreams, /metrics per route, malformed requests, bad
+ * configuration (exit 78 naming the variable), GATEWAY_WORKERS, and SIGTERM (exit 0, streams
+ * and slow upstreams cut at the drain deadline).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core.h"
+#include "test_support.h"
+
+static char gw_path[4096], up_path[4096];
+
+typedef struct proc {
+    ts_child child;
+    int port;
+    bool running;
+} proc;
+
+static proc up_cm, up_rt, gw, gw_slow;
+
+/* ---------------------------------------------------------------- raw HTTP client */
+
+static int gwt_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static bool gwt_send_all(int fd, const char *p, size_t len)
+{
+    while (len) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n <= 0) return false;
+        p += n;
+        len -= (size_t)n;
+    }
+    return true;
+}
+
+typedef struct resp {
+    int status;
+    core_buf raw;  /* everything received */
+    core_buf head; /* the status line and headers */
+    core_buf body; /* de-chunked */
+} resp;
+
+static void resp_free(resp *r)
+{
+    core_buf_free(&r->raw);
+    core_buf_free(&r->head);
+    core_buf_free(&r->body);
+}
+
+/* The value of a response header (case-insensitive name), copied into out; false if absent. */
+static bool resp_header(const resp *r, const char *name, char *out, size_t size)
+{
+    size_t nl = strlen(name);
+    const char *p = r->head.data;
+    while (p && (p = strstr(p, "\r\n")) != NULL) {
+        p += 2;
+        if (strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
+            const char *v = p + nl + 1;
+            while (*v == ' ')
+                v++;
+            const char *e = strstr(v, "\r\n");
+            snprintf(out, size, "%.*s", (int)(e - v), v);
+            return true;
+        }
+    }
+    return false;
+}
+
+static void dechunk(const char *p, size_t len, core_buf *out)
+{
+    const char *end = p + len;
+    while (p < end) {
+        char *e;
+        unsigned long n = strtoul(p, &e, 16);
+        const char *data = strstr(e, "\r\n");
+        if (!data || n == 0) return;
+        data += 2;
+        if ((size_t)(end - data) < n) n = (unsigned long)(end - data);
+        core_buf_append(out, data, n);
+        p = data + n + 2;
+    }
+}
+
+/* Sends a raw request (it should ask for Connection: close) and reads until EOF. */
+static int raw_request(int port, const char *req, size_t req_len, resp *r)
+{
+    memset(r, 0, sizeof *r);
+    int fd = gwt_connect(port);
+    if (fd < 0) return -1;
+    assert_true(gwt_send_all(fd, req, req_len));
+    char buf[65536];
+    for (;;) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, 15000) <= 0) break;
+        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        if (n <= 0) break;
+        core_buf_append(&r->raw, buf, (size_t)n);
+    }
+    close(fd);
+    if (!r->raw.data) return -1;
+    r->status = (int)strtol(r->raw.data + 9, NULL, 10);
+    const char *sep = strstr(r->raw.data, "\r\n\r\n");
+    if (!sep) return r->status;
+    core_buf_append(&r->head, r->raw.data, (size_t)(sep - r->raw.data) + 2);
+    const char *body = sep + 4;
+    size_t blen = r->raw.len - (size_t)(body - r->raw.data);
+    char te[64];
+    if (resp_header(r, "transfer-encoding", te, sizeof te) && strcasecmp(te, "chunked") == 0)
+        dechunk(body, blen, &r->body);
+    else
+        core_buf_append(&r->body, body, blen);
+    if (!r->body.data) core_buf_append(&r->body, "", 0);
+    return r->status;
+}
+
+static int request(int port, const char *method, const char *target, const char *extra_headers,
+                   const char *body, size_t body_len, resp *r)
+{
+    core_buf q = {0};
+    core_buf_printf(&q, "%s %s HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n%s", method,
+                    target, extra_headers ? extra_headers : "");
+    if (body) core_buf_printf(&q, "Content-Length: %zu\r\n", body_len);
+    core_buf_puts(&q, "\r\n");
+    if (body) core_buf_append(&q, body, body_len);
+    int st = raw_request(port, q.data, q.len, r);
+    core_buf_free(&q);
+    return st;
+}
+
+static json_t *resp_json(const resp *r)
+{
+    json_error_t e;
+    json_t *j = json_loadb(r->body.data, r->body.len, 0, &e);
+    if (!j) fail_msg("not JSON (%s): %.*s", e.text, (int)r->body.len, r->body.data);
+    return j;
+}
+
+static void expect_problem(const resp *r, int status)
+{
+    char ct[128];
+    assert_int_equal(r->status, status);
+    assert_true(resp_header(r, "content-type", ct, sizeof ct));
+    assert_string_equal(ct, "application/problem+json");
+    json_t *j = resp_json(r);
+    assert_int_equal(json_integer_value(json_object_get(j, "status")), status);
+    assert_non_null(json_object_get(j, "request_id"));
+    json_decref(j);
+}
+
+/* ---------------------------------------------------------------- processes */
+
+static void start_upstream(proc *p, const char *name)
+{
+    char port_env[64], name_env[64];
+    snprintf(port_env, sizeof port_env, "HTTP_PORT=%d", p->port);
+    snprintf(name_env, sizeof name_env, "UPSTREAM_NAME=%s", name);
+    const char *env[] = {port_env, name_env, "LOG_LEVEL=warn", NULL};
+    assert_true(ts_spawn(&p->child, up_path, NULL, env));
+    p->running = true;
+    for (int i = 0; i < 200; i++) {
+        int fd = gwt_connect(p->port);
+        if (fd >= 0) {
+            close(fd);
+            return;
+        }
+        usleep(20000);
+    }
+    fail_msg("upstream %s did not listen on %d", name, p->port);
+}
+
+static void start_gateway(proc *p, const char *const *extra)
+{
+    char port_env[64], ups[256];
+    snprintf(port_env, sizeof port_env, "HTTP_PORT=%d", p->port);
+    snprintf(ups, sizeof ups, "GATEWAY_UPSTREAMS=cm=127.0.0.1:%d rt=127.0.0.1:%d", up_cm.port,
+             up_rt.port);
+    const char *env[16] = {port_env, ups,
+                           "GATEWAY_ROUTES=/api/content=cm /api/items=cm;role=editor "
+                           "/api/realtime=rt /api/content/live=rt",
+                           "LOG_LEVEL=info"};
+    size_t n = 4;
+    for (size_t i = 0; extra && extra[i] && n < 15; i++)
+        env[n++] = extra[i];
+    env[n] = NULL;
+    assert_true(ts_spawn(&p->child, gw_path, NULL, env));
+    p->running = true;
+    for (int i = 0; i < 250; i++) {
+        int fd = gwt_connect(p->port);
+        if (fd >= 0) {
+            close(fd);
+            return;
+        }
+        usleep(20000);
+    }
+    char err[4096] = "";
+    ts_drain_fd(p->child.err_fd, err, sizeof err);
+    fail_msg("gateway did not listen on %d: %s", p->port, err);
+}
+
+/* SIGTERM; returns the exit status. */
+static int stop_proc(proc *p)
+{
+    if (!p->running) return 0;
+    kill(p->child.pid, SIGTERM);
+    int st = ts_wait_or_kill(&p->child, 20000);
+    /* keep the pipes from filling: drain, then close */
+    char sink[65536];
+    ts_drain_fd(p->child.out_fd, sink, sizeof sink);
+    ts_drain_fd(p->child.err_fd, sink, sizeof sink);
+    ts_close_pipes(&p->child);
+    p->running = false;
+    return st;
+}
+
+/* The gateway logs a line per request: read its pipes now and then so it never blocks. */
+static void drain_logs(proc *p, char *out, size_t size)
+{
+    char sink[65536];
+    if (!out) {
+        out = sink;
+        size = sizeof sink;
+    }
+    out[0] = '\0';
+    ts_drain_fd(p->child.out_fd, out, size);
+    char err[8192] = "";
+    ts_drain_fd(p->child.err_fd, err, sizeof err);
+}
+
+/* ---------------------------------------------------------------- tests */
+
+static void test_prefix_routing(void **state)
+{
+    (void)state;
+    resp r;
+    struct {
+        const char *path;
+        const char *service; /* NULL: 404 */
+    } cases[] = {
+        {"/api/content", "cm"},
+        {"/api/content/items/42?q=x%20y", "cm"},
+        {"/api/items", "cm"},
+        {"/api/items/7", "cm"},
+        {"/api/realtime/anything", "rt"},
+        {"/api/content/live/1", "rt"},
+        {"/api/content/lively", "cm"},
+        {"/api/contentx", NULL},
+        {"/api/itemsx/1", NULL},
+        {"/api", NULL},
+        {"/nothing", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int st = request(gw.port, "GET", cases[i].path, NULL, NULL, 0, &r);
+        if (!cases[i].service) {
+            if (st != 404) fail_msg("%s: %d", cases[i].path, st);
+            expect_problem(&r, 404);
+            resp_free(&r);
+            continue;
+        }
+        if (st != 200) fail_msg("%s: %d %s", cases[i].path, st, r.raw.data);
+        json_t *j = resp_json(&r);
+        assert_string_equal(json_string_value(json_object_get(j, "service")), cases[i].service);
+        /* the path goes upstream unchanged */
+        char want[256];
+        snprintf(want, sizeof want, "%.*s", (int)strcspn(cases[i].path, "?"), cases[i].path);
+        assert_string_equal(json_string_value(json_object_get(j, "path")), want);
+        json_decref(j);
+        resp_free(&r);
+    }
+    /* the query string passes too */
+    assert_int_equal(request(gw.port, "GET", "/api/content/x?q=a%20b", NULL, NULL, 0, &r), 200);
+    json_t *j = resp_json(&r);
+    assert_string_equal(json_string_value(json_object_get(j, "q")), "a b");
+    json_decref(j);
+    resp_free(&r);
+    /* every method */
+    const char *methods[] = {"POST", "PUT", "PATCH", "DELETE", "OPTIONS"};
+    for (size_t i = 0; i < 5; i++) {
+        assert_int_equal(request(gw.port, methods[i], "/api/items/1", NULL, "", 0, &r), 200);
+        j = resp_json(&r);
+        assert_string_equal(json_string_value(json_object_get(j, "method")), methods[i]);
+        json_decref(j);
+        resp_free(&r);
+    }
+    /* HEAD: headers only */
+    assert_int_equal(request(gw.port, "HEAD", "/api/content/ok", NULL, NULL, 0, &r), 200);
+    assert_int_equal(r.body.len, 0);
+    resp_free(&r);
+    drain_logs(&gw, NULL, 0);
+}
+
+static void test_ids_forwarding_and_hop_by_hop(void **state)
+{
+    (void)state;
+    resp r;
+    /* absent: the gateway's own */
+    assert_int_equal(request(gw.port, "GET", "/api/content/echo", NULL, NULL, 0, &r), 200);
+    char rid[200], tp[200];
+    assert_true(resp_header(&r, "x-request-id", rid, sizeof rid));
+    json_t *j = resp_json(&r);
+    json_t *h = json_object_get(j, "headers");
+    assert_string_equal(json_string_value(json_object_get(h, "x-request-id")), rid);
+    snprintf(tp, sizeof tp, "%s", json_string_value(json_object_get(h, "traceparent")));
+    char trace[33], span[17];
+    uint8_t flags;
+    assert_true(core_traceparent_parse(tp, trace, span, &flags));
+    assert_string_equal(json_string_value(json_object_get(h, "x-forwarded-for")), "127.0.0.1");
+    assert_string_equal(json_string_value(json_object_get(h, "host")), "gw.test");
+    json_decref(j);
+    resp_free(&r);
+
+    /* present: kept; X-Forwarded-For appended to; hop-by-hop headers dropped */
+    const char *mine = "X-Request-Id: client-id-42\r\n"
+                       "traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n"
+                       "X-Forwarded-For: 10.9.8.7\r\n"
+                       "X-Custom: kept\r\n"
+                       "Keep-Alive: timeout=5\r\n"
+                       "TE: trailers\r\n"
+                       "Proxy-Authorization: Basic c2VjcmV0\r\n"
+                       "X-Drop-Me: listed in Connection\r\n"
+                       "Connection: close, X-Drop-Me\r\n";
+    assert_int_equal(request(gw.port, "GET", "/api/content/echo", mine, NULL, 0, &r), 200);
+    assert_true(resp_header(&r, "x-request-id", rid, sizeof rid));
+    assert_string_equal(rid, "client-id-42");
+    j = resp_json(&r);
+    h = json_object_get(j, "headers");
+    assert_string_equal(json_string_value(json_object_get(h, "x-request-id")), "client-id-42");
+    assert_string_equal(json_string_value(json_object_get(h, "traceparent")),
+                        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+    assert_string_equal(json_string_value(json_object_get(h, "x-forwarded-for")),
+                        "10.9.8.7, 127.0.0.1");
+    assert_string_equal(json_string_value(json_object_get(h, "x-custom")), "kept");
+    const char *gone[] = {"keep-alive", "te", "proxy-authorization", "x-drop-me", "upgrade"};
+    for (size_t i = 0; i < 5; i++)
+        if (json_object_get(h, gone[i])) fail_msg("%s was forwarded", gone[i]);
+    json_decref(j);
+    resp_free(&r);
+
+    /* an id libs/http does not adopt (spaces) is replaced everywhere by the gateway's */
+    assert_int_equal(request(gw.port, "GET", "/api/content/echo",
+                             "X-Request-Id: has spaces in it\r\ntraceparent: 00-nope\r\n", NULL, 0,
+                             &r),
+                     200);
+    assert_true(resp_header(&r, "x-request-id", rid, sizeof rid));
+    core_uuid u;
+    assert_true(core_uuid_parse(rid, &u));
+    j = resp_json(&r);
+    h = json_object_get(j, "headers");
+    assert_string_equal(json_string_value(json_object_get(h, "x-request-id")), rid);
+    assert_true(core_traceparent_parse(json_string_value(json_object_get(h, "traceparent")), trace,
+                                       span, &flags));
+    json_decref(j);
+    resp_free(&r);
+
+    /* the upstream's own response headers come back; its status too */
+    assert_int_equal(request(gw.port, "GET", "/api/content/status?code=418", NULL, NULL, 0, &r),
+                     418);
+    char v[64];
+    assert_true(resp_header(&r, "x-upstream-header", v, sizeof v));
+    assert_string_equal(v, "yes");
+    resp_free(&r);
+    drain_logs(&gw, NULL, 0);
+}
+
+static void test_bodies_both_ways(void **state)
+{
+    (void)state;
+    resp r;
+    const char *json_body = "{\"title\":\"h\\u00e9llo\",\"n\":[1,2,3]}";
+    assert_int_equal(request(gw.port, "POST", "/api/items", "Content-Type: application/json\r\n",
+                             json_body, strlen(json_body), &r),
+                     200);
+    json_t *j = resp_json(&r);
+    assert_string_equal(json_string_value(json_object_get(j, "body")), json_body);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(j, "headers"), "content-type")),
+        "application/json");
+    json_decref(j);
+    resp_free(&r);
+
+    /* a chunked request body reaches the upstream with a Content-Length */
+    const char chunked_req[] = "PUT /api/items/1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                               "Transfer-Encoding: chunked\r\n\r\n"
+                               "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+    assert_int_equal(raw_request(gw.port, chunked_req, sizeof chunked_req - 1, &r), 200);
+    j = resp_json(&r);
+    assert_string_equal(json_string_value(json_object_get(j, "body")), "hello world");
+    json_t *hs = json_object_get(j, "headers");
+    assert_string_equal(json_string_value(json_object_get(hs, "content-length")), "11");
+    assert_null(json_object_get(hs, "transfer-encoding"));
+    json_decref(j);
+    resp_free(&r);
+
+    /* 1 MiB with Content-Length, 3 MB chunked by the upstream */
+    assert_int_equal(request(gw.port, "GET", "/api/content/large?bytes=1048576", NULL, NULL, 0, &r),
+                     200);
+    assert_int_equal(r.body.len, 1048576);
+    for (size_t i = 0; i < r.body.len; i += 4099)
+        assert_int_equal(r.body.data[i], 'a' + (int)(i % 26));
+    char cl[32];
+    assert_true(resp_header(&r, "content-length", cl, sizeof cl));
+    assert_string_equal(cl, "1048576");
+    resp_free(&r);
+    assert_int_equal(
+        request(gw.port, "GET", "/api/content/chunked?bytes=3000000", NULL, NULL, 0, &r), 200);
+    assert_int_equal(r.body.len, 3000000);
+    resp_free(&r);
+
+    /* a large request body */
+    size_t big = 900 * 1024;
+    char *b = malloc(big);
+    memset(b, 'z', big);
+    assert_int_equal(request(gw.port, "POST", "/api/items/big", NULL, b, big, &r), 200);
+    j = resp_json(&r);
+    assert_int_equal(json_integer_value(json_object_get(j, "body_len")), (json_int_t)big);
+    json_decref(j);
+    resp_free(&r);
+    free(b);
+    drain_logs(&gw, NULL, 0);
+}
+
+static void test_oversize_body_is_413(void **state)
+{
+    (void)state;
+    resp r;
+    size_t n = 4097; /* gw_slow: GATEWAY_MAX_BODY_BYTES=4096 */
+    char *b = malloc(n);
+    memset(b, 'x', n);
+    assert_int_equal(request(gw_slow.port, "POST", "/api/items", NULL, b, n, &r), 413);
+    expect_problem(&r, 413);
+    resp_free(&r);
+    assert_int_equal(request(gw_slow.port, "POST", "/api/items", NULL, b, 4000, &r), 200);
+    resp_free(&r);
+    /* the default is 1 MiB */
+    size_t big = 1024 * 1024 + 1;
+    char *bb = malloc(big);
+    memset(bb, 'y', big);
+    assert_int_equal(request(gw.port, "POST", "/api/items", NULL, bb, big, &r), 413);
+    expect_problem(&r, 413);
+    resp_free(&r);
+    free(bb);
+    free(b);
+    drain_logs(&gw, NULL, 0);
+    drain_logs(&gw_slow, NULL, 0);
+}
+
+/* Reads the stream, noting when the first event and the end arrived. */
+static void sse_through(int port, int n, int64_t *first_ms, int64_t *end_ms, int *events)
+{
+    int fd = gwt_connect(port);
+    assert_true(fd >= 0);
+    char req[256];
+    int len = snprintf(req, sizeof req,
+                       "GET /api/realtime/sse?n=%d HTTP/1.1\r\nHost: t\r\nAccept: "
+                       "text/event-stream\r\n\r\n",
+                       n);
+    int64_t t0 = core_mono_ns();
+    assert_true(gwt_send_all(fd, req, (size_t)len));
+    core_buf got = {0};
+    *first_ms = -1;
+    *events = 0;
+    char buf[8192];
+    for (;;) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, 5000) <= 0) break;
+        ssize_t k = recv(fd, buf, sizeof buf, 0);
+        if (k <= 0) break;
+        core_buf_append(&got, buf, (size_t)k);
+        if (*first_ms < 0 && strstr(got.data, "data: "))
+            *first_ms = (core_mono_ns() - t0) / 1000000;
+        if (strstr(got.data, "\r\n0\r\n\r\n")) break; /* the last chunk: the stream ended */
+    }
+    *end_ms = (core_mono_ns() - t0) / 1000000;
+    for (const char *p = got.data; p && (p = strstr(p, "event: tick")); p++)
+        (*events)++;
+    assert_non_null(strstr(got.data, "text/event-stream"));
+    assert_true(strstr(got.data, "Transfer-Encoding: chunked") ||
+                strstr(got.data, "transfer-encoding: chunked"));
+    core_buf_free(&got);
+    close(fd);
+}
+
+static void test_sse_passes_live(void **state)
+{
+    (void)state;
+    int64_t first, end;
+    int events;
+    sse_through(gw.port, 10, &first, &end, &events);
+    assert_int_equal(events, 10);
+    /* an event every 100 ms: the first arrives long before the stream ends (~1 s) */
+    if (!(first >= 0 && first < 400 && end >= 900 && end - first >= 600))
+        fail_msg("first event at %lld ms, end at %lld ms", (long long)first, (long long)end);
+    /* through the gateway whose read timeout is 300 ms: gaps of 100 ms keep it alive */
+    sse_through(gw_slow.port, 8, &first, &end, &events);
+    assert_int_equal(events, 8);
+    assert_true(end >= 700);
+    drain_logs(&gw, NULL, 0);
+    drain_logs(&gw_slow, NULL, 0);
+}
+
+static void test_slow_upstream_is_504(void **state)
+{
+    (void)state;
+    resp r;
+    int64_t t0 = core_mono_ns();
+    assert_int_equal(request(gw_slow.port, "GET", "/api/content/slow?ms=3000", NULL, NULL, 0, &r),
+                     504);
+    int64_t ms = (core_mono_ns() - t0) / 1000000;
+    expect_problem(&r, 504);
+    assert_true(ms >= 250 && ms < 2000);
+    resp_free(&r);
+    /* a fast answer through the same gateway is fine, and the default timeout waits */
+    assert_int_equal(request(gw_slow.port, "GET", "/api/content/slow?ms=50", NULL, NULL, 0, &r),
+                     200);
+    resp_free(&r);
+    assert_int_equal(request(gw.port, "GET", "/api/content/slow?ms=700", NULL, NULL, 0, &r), 200);
+    assert_string_equal(r.body.data, "slow answer\n");
+    resp_free(&r);
+    drain_logs(&gw, NULL, 0);
+    drain_logs(&gw_slow, NULL, 0);
+}
+
+static int readyz(int port, resp *r)
+{
+    return request(port, "GET", "/readyz", NULL, NULL, 0, r);
+}
+
+static void test_down_upstream_502_readyz_and_recovery(void **state)
+{
+    (void)state;
+    resp r;
+    assert_int_equal(readyz(gw.port, &r), 200);
+    json_t *j = resp_json(&r);
+    assert_true(
+        json_is_true(json_object_get(json_object_get(json_object_get(j, "checks"), "cm"), "ok")));
+    assert_true(
+        json_is_true(json_object_get(json_object_get(json_object_get(j, "checks"), "rt"), "ok")));
+    json_decref(j);
+    resp_free(&r);
+
+    /* a few keep-alive connections to rt sit in the pool when it goes away */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(request(gw.port, "GET", "/api/realtime/x", NULL, NULL, 0, &r), 200);
+        resp_free(&r);
+    }
+    assert_int_equal(stop_proc(&up_rt), 0);
+    for (int i = 0; i < 3; i++) {
+        int64_t t0 = core_mono_ns();
+        assert_int_equal(request(gw.port, "GET", "/api/realtime/x", NULL, NULL, 0, &r), 502);
+        assert_true((core_mono_ns() - t0) / 1000000 < 1000);
+        expect_problem(&r, 502);
+        resp_free(&r);
+    }
+    /* other routes are unaffected */
+    assert_int_equal(request(gw.port, "GET", "/api/content/x", NULL, NULL, 0, &r), 200);
+    resp_free(&r);
+    /* /readyz turns 503 (after at most the 1 s cache), naming the failing upstream */
+    int st = 0;
+    for (int i = 0; i < 40 && st != 503; i++) {
+        st = readyz(gw.port, &r);
+        if (st != 503) {
+            resp_free(&r);
+            usleep(100000);
+        }
+    }
+    assert_int_equal(st, 503);
+    j = resp_json(&r);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(j, "failing"), 0)), "rt");
+    assert_true(
+        json_is_true(json_object_get(json_object_get(json_object_get(j, "checks"), "cm"), "ok")));
+    json_decref(j);
+    resp_free(&r);
+
+    /* it comes back: the very next request succeeds, /readyz follows */
+    start_upstream(&up_rt, "rt");
+    assert_int_equal(request(gw.port, "GET", "/api/realtime/x", NULL, NULL, 0, &r), 200);
+    resp_free(&r);
+    st = 0;
+    for (int i = 0; i < 40 && st != 200; i++) {
+        st = readyz(gw.port, &r);
+        resp_free(&r);
+        if (st != 200) usleep(100000);
+    }
+    assert_int_equal(st, 200);
+    drain_logs(&gw, NULL, 0);
+}
+
+static void test_readyz_flood_is_cached(void **state)
+{
+    (void)state;
+    /* 50 /readyz in a row hit each upstream's /readyz at most a few times: the upstream's own
+     * metrics count them */
+    resp r;
+    assert_int_equal(request(up_cm.port, "GET", "/metrics", NULL, NULL, 0, &r), 200);
+    double before = 0;
+    const char *needle = "http_requests_total{method=\"GET\",route=\"/readyz\",status=\"200\"} ";
+    const char *p = strstr(r.body.data, needle);
+    if (p) before = strtod(p + strlen(needle), NULL);
+    resp_free(&r);
+    for (int i = 0; i < 50; i++) {
+        assert_int_equal(readyz(gw.port, &r), 200);
+        resp_free(&r);
+    }
+    assert_int_equal(request(up_cm.port, "GET", "/metrics", NULL, NULL, 0, &r), 200);
+    p = strstr(r.body.data, needle);
+    assert_non_null(p);
+    double after = strtod(p + strlen(needle), NULL);
+    resp_free(&r);
+    if (after - before > 5) fail_msg("%g probes for 50 /readyz", after - before);
+    drain_logs(&gw, NULL, 0);
+}
+
+static void test_metrics_per_route(void **state)
+{
+    (void)state;
+    resp r;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(request(gw.port, "GET", "/api/items/m", NULL, NULL, 0, &r), 200);
+        resp_free(&r);
+    }
+    assert_int_equal(request(gw.port, "GET", "/metrics", NULL, NULL, 0, &r), 200);
+    const char *b = r.body.data;
+    const char *needle =
+        "gateway_requests_total{route=\"/api/items\",upstream=\"cm\",code=\"2xx\"} ";
+    const char *p = strstr(b, needle);
+    if (!p) fail_msg("no %s in %s", needle, b);
+    assert_true(strtod(p + strlen(needle), NULL) >= 3);
+    assert_non_null(strstr(b, "gateway_request_duration_seconds_bucket{route=\"/api/items\","
+                              "upstream=\"cm\",le=\"0.005\"}"));
+    assert_non_null(strstr(b, "gateway_request_duration_seconds_count{route=\"/api/content\""));
+    /* the upstream errors of the test before */
+    assert_non_null(strstr(b, "gateway_upstream_errors_total{upstream=\"rt\",kind=\"connect\"}"));
+    /* the raw path never becomes a label */
+    assert_null(strstr(b, "/api/items/m"));
+    resp_free(&r);
+    drain_logs(&gw, NULL, 0);
+}
+
+static void test_malformed_requests_are_4xx_problems(void **state)
+{
+    (void)state;
+    resp r;
+    const char *bad[] = {
+        "GET /api/content/%zz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        "GET /api/content/a%00b HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        "GET /api/content/a%2 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        "GET /api/content/../realtime/x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        "GET /api/content/%2E%2e/realtime/x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        "GET /api/content/x?q=%G1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        "GET /api/content/x HTTP/1.1\r\nHost: t\r\nX: a\r\n b\r\nConnection: close\r\n\r\n",
+        "POST /api/content/x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+        "Connection: close\r\n\r\nzz\r\n",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int st = raw_request(gw.port, bad[i], strlen(bad[i]), &r);
+        char ct[128] = "";
+        resp_header(&r, "content-type", ct, sizeof ct);
+        if (st < 400 || st > 499 || strcmp(ct, "application/problem+json") != 0)
+            fail_msg("%s -> %d %s", bad[i], st, ct);
+        expect_problem(&r, st);
+        resp_free(&r);
+    }
+    /* Requests libh2o cannot parse at all (no request exists yet) get its own plain 400 and the
+     * connection closes: still a 4xx, never a forwarded request. */
+    const char *unparseable[] = {
+        "GET /api/content/x HTTP/1.1\r\nHost: t\r\nBad Header\r\nConnection: close\r\n\r\n",
+        "GET /api/content/x HTTP/1.1\r\nHost: t\r\nX-Bad\x01: v\r\nConnection: close\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof unparseable / sizeof unparseable[0]; i++) {
+        int st = raw_request(gw.port, unparseable[i], strlen(unparseable[i]), &r);
+        if (st != 400) fail_msg("%s -> %d", unparseable[i], st);
+        resp_free(&r);
+    }
+    drain_logs(&gw, NULL, 0);
+}
+
+static void test_access_log_lines(void **state)
+{
+    (void)state;
+    resp r;
+    drain_logs(&gw, NULL, 0);
+    assert_int_equal(request(gw.port, "GET", "/api/items/logged?token=secret", NULL, NULL, 0, &r),
+                     200);
+    char rid[200];
+    assert_true(resp_header(&r, "x-request-id", rid, sizeof rid));
+    resp_free(&r);
+    usleep(100000);
+    char out[65536];
+    drain_logs(&gw, out, sizeof out);
+    char *line = strstr(out, rid);
+    assert_non_null(line);
+    assert_non_null(strstr(out, "\"msg\":\"access\""));
+    assert_non_null(strstr(out, "\"route\":\"/api/items/*\""));
+    assert_null(strstr(out, "secret")); /* query strings are not logged */
+}
+
+static void run_expect_config_error(const char *var_assignment, const char *variable)
+{
+    ts_child c;
+    const char *env[] = {var_assignment, "HTTP_PORT=0", NULL};
+    assert_true(ts_spawn(&c, gw_path, NULL, env));
+    int st = ts_wait_or_kill(&c, 10000);
+    char err[4096] = "";
+    ts_drain_fd(c.err_fd, err, sizeof err);
+    ts_close_pipes(&c);
+    if (st != 78 || !strstr(err, variable))
+        fail_msg("%s: status %d, stderr %s", var_assignment, st, err);
+    assert_int_equal(strchr(err, '\n') - err + 1, (long)strlen(err)); /* one line */
+}
+
+static void test_bad_configuration_exits_78(void **state)
+{
+    (void)state;
+    run_expect_config_error("GATEWAY_ROUTES=/api=nobody", "GATEWAY_ROUTES");
+    run_expect_config_error("GATEWAY_ROUTES=/api/=content-manager", "GATEWAY_ROUTES");
+    run_expect_config_error("GATEWAY_ROUTES=api=content-manager", "GATEWAY_ROUTES");
+    run_expect_config_error("GATEWAY_UPSTREAMS=a=127.0.0.1", "GATEWAY_UPSTREAMS");
+    run_expect_config_error("GATEWAY_UPSTREAMS=a=example.com:80", "GATEWAY_UPSTREAMS");
+    run_expect_config_error("GATEWAY_READ_TIMEOUT_MS=soon", "GATEWAY_READ_TIMEOUT_MS");
+    run_expect_config_error("GATEWAY_MAX_BODY_BYTES=0", "GATEWAY_MAX_BODY_BYTES");
+    run_expect_config_error("GATEWAY_WORKERS=2", "GATEWAY_WORKERS"); /* with HTTP_PORT=0 */
+}
+
+static void test_workers_share_the_port(void **state)
+{
+    (void)state;
+    proc multi = {.port = ts_free_port()};
+    const char *extra[] = {"GATEWAY_WORKERS=2", NULL};
+    start_gateway(&multi, extra);
+    resp r;
+    for (int i = 0; i < 20; i++) {
+        assert_int_equal(request(multi.port, "GET", "/api/content/w", NULL, NULL, 0, &r), 200);
+        resp_free(&r);
+    }
+    int64_t first, end;
+    int events;
+    sse_through(multi.port, 3, &first, &end, &events);
+    assert_int_equal(events, 3);
+    char out[65536];
+    drain_logs(&multi, out, sizeof out);
+    assert_int_equal(stop_proc(&multi), 0);
+}
+
+static void test_sigterm_drains_and_exits_0(void **state)
+{
+    (void)state;
+    proc p = {.port = ts_free_port()};
+    start_gateway(&p, NULL);
+    /* a slow request in flight when SIGTERM arrives still gets its answer */
+    int fd = gwt_connect(p.port);
+    const char req[] = "GET /api/content/slow?ms=500 HTTP/1.1\r\nHost: t\r\n\r\n";
+    assert_true(gwt_send_all(fd, req, sizeof req - 1));
+    usleep(100000);
+    kill(p.child.pid, SIGTERM);
+    char buf[4096];
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    assert_true(poll(&pfd, 1, 5000) == 1);
+    ssize_t n = recv(fd, buf, sizeof buf - 1, 0);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    assert_int_equal(strtol(buf + 9, NULL, 10), 200);
+    close(fd);
+    int st = ts_wait_or_kill(&p.child, 15000);
+    char sink[65536];
+    ts_drain_fd(p.child.out_fd, sink, sizeof sink);
+    ts_close_pipes(&p.child);
+    assert_int_equal(st, 0);
+}
+
+/* Streams and slow upstreams do not hold the drain open: at GATEWAY_DRAIN_TIMEOUT_MS an open
+ * stream is cut and a request still waiting for its upstream gets 503; the exit is 0. */
+static void test_sigterm_ends_streams_at_the_drain_deadline(void **state)
+{
+    (void)state;
+    proc p = {.port = ts_free_port()};
+    const char *extra[] = {"GATEWAY_DRAIN_TIMEOUT_MS=1000", NULL};
+    start_gateway(&p, extra);
+    int sse = gwt_connect(p.port);
+    const char sreq[] = "GET /api/realtime/sse?n=1000 HTTP/1.1\r\nHost: t\r\n\r\n";
+    assert_true(gwt_send_all(sse, sreq, sizeof sreq - 1));
+    int slow = gwt_connect(p.port);
+    const char wreq[] = "GET /api/content/slow?ms=8000 HTTP/1.1\r\nHost: t\r\n\r\n";
+    assert_true(gwt_send_all(slow, wreq, sizeof wreq - 1));
+    usleep(300000);
+    int64_t t0 = core_mono_ns();
+    kill(p.child.pid, SIGTERM);
+    /* the stream goes on until the deadline, then ends */
+    char buf[65536];
+    core_buf got = {0};
+    for (;;) {
+        struct pollfd pfd = {.fd = sse, .events = POLLIN};
+        if (poll(&pfd, 1, 6000) <= 0) break;
+        ssize_t n = recv(sse, buf, sizeof buf, 0);
+        if (n <= 0) break;
+        core_buf_append(&got, buf, (size_t)n);
+    }
+    int64_t ended_ms = (core_mono_ns() - t0) / 1000000;
+    assert_non_null(got.data);
+    assert_non_null(strstr(got.data, "event: tick"));
+    if (ended_ms < 700 || ended_ms > 2500) /* libs/http alone would cut it at 3 s */
+        fail_msg("the stream ended after %lld ms", (long long)ended_ms);
+    core_buf_free(&got);
+    close(sse);
+    /* the slow one was answered 503 */
+    struct pollfd pfd = {.fd = slow, .events = POLLIN};
+    assert_true(poll(&pfd, 1, 5000) == 1);
+    ssize_t n = recv(slow, buf, sizeof buf - 1, 0);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    assert_int_equal(strtol(buf + 9, NULL, 10), 503);
+    assert_non_null(strstr(buf, "application/problem+json"));
+    close(slow);
+    int st = ts_wait_or_kill(&p.child, 10000);
+    char sink[65536];
+    ts_drain_fd(p.child.out_fd, sink, sizeof sink);
+    ts_close_pipes(&p.child);
+    assert_int_equal(st, 0);
+    assert_true((core_mono_ns() - t0) / 1000000 < 6000);
+}
+
+/* ---------------------------------------------------------------- setup */
+
+static int setup(void **state)
+{
+    (void)state;
+    ts_bin_path(gw_path, sizeof gw_path, "gateway");
+    ts_program_path(up_path, sizeof up_path, "gateway_upstream");
+    up_cm.port = ts_free_port();
+    up_rt.port = ts_free_port();
+    gw.port = ts_free_port();
+    gw_slow.port = ts_free_port();
+    start_upstream(&up_cm, "cm");
+    start_upstream(&up_rt, "rt");
+    start_gateway(&gw, NULL);
+    const char *slow[] = {"GATEWAY_READ_TIMEOUT_MS=300", "GATEWAY_MAX_BODY_BYTES=4096", NULL};
+    start_gateway(&gw_slow, slow);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    int a = stop_proc(&gw);
+    int b = stop_proc(&gw_slow);
+    stop_proc(&up_cm);
+    stop_proc(&up_rt);
+    if (a != 0 || b != 0) {
+        fprintf(stderr, "gateway exit status %d / %d, expected 0\n", a, b);
+        return -1;
+    }
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_prefix_routing),
+        cmocka_unit_test(test_ids_forwarding_and_hop_by_hop),
+        cmocka_unit_test(test_bodies_both_ways),
+        cmocka_unit_test(test_oversize_body_is_413),
+        cmocka_unit_test(test_sse_passes_live),
+        cmocka_unit_test(test_slow_upstream_is_504),
+        cmocka_unit_test(test_down_upstream_502_readyz_and_recovery),
+        cmocka_unit_test(test_readyz_flood_is_cached),
+        cmocka_unit_test(test_metrics_per_route),
+        cmocka_unit_test(test_malformed_requests_are_4xx_problems),
+        cmocka_unit_test(test_access_log_lines),
+        cmocka_unit_test(test_bad_configuration_exits_78),
+        cmocka_unit_test(test_workers_share_the_port),
+        cmocka_unit_test(test_sigterm_drains_and_exits_0),
+        cmocka_unit_test(test_sigterm_ends_streams_at_the_drain_deadline),
+    };
+    return cmocka_run_group_tests_name("gateway_service", tests, setup, teardown);
+}
