@@ -18,6 +18,7 @@
 #   tests/programs/*.c                         -> $(BUILD)/tests/programs/* (spawned by tests)
 #   proto/**/*.proto                           -> protoc-c -> $(BUILD)/lib/libevents.a
 #   proto/topics.catalog                       -> $(BUILD)/gen/topics.h, catalog.c (in libbus.a)
+#   services/dashboard (npm)                   -> build/dashboard (served by the gateway)
 
 BUILD ?= build
 SAN ?= 0
@@ -27,7 +28,7 @@ ifeq ($(origin CC),default)
 CC := gcc
 endif
 
-PKGS := libuv libh2o rdkafka libpq libcurl libsodium jansson libprotobuf-c openssl zlib
+PKGS := libuv libh2o rdkafka libpq libcurl libsodium jansson libprotobuf-c openssl zlib libxml-2.0
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lwslay -lm
 
@@ -148,15 +149,49 @@ PROG_SRC := $(wildcard tests/programs/*.c)
 PROGS := $(patsubst tests/programs/%.c,$(BUILD)/tests/programs/%,$(PROG_SRC))
 $(foreach t,$(PROG_SRC),$(eval $(call TEST_template,$(t),$(patsubst tests/programs/%.c,$(BUILD)/tests/programs/%,$(t)),$(LIBS_A))))
 
+# ---------------------------------------------------------------- dashboard
+# services/dashboard (Vite, React, TypeScript; no main.c, so not a C service) builds into
+# build/dashboard, which the gateway serves at / (GATEWAY_STATIC_DIR). One build for every C
+# variant: it has nothing to sanitize. Needs node and npm; without them it is skipped.
+# `npm ci` runs only when node_modules is missing or the lockfile changed (the stamp).
+DASH := services/dashboard
+DASH_OUT ?= build/dashboard
+DASH_STAMP := $(DASH)/node_modules/.ci-stamp
+DASH_SRC := $(shell find $(DASH)/src $(DASH)/public -type f 2>/dev/null) \
+	$(wildcard $(DASH)/index.html $(DASH)/vite.config.ts $(DASH)/tsconfig.json)
+ifneq ($(shell command -v npm 2>/dev/null),)
+DASHBOARD := $(DASH_OUT)/index.html
+# test runners (cmocka-style summary lines for scripts/test.sh): vitest with the unit tests,
+# the browser tests with the integration tests (they need Kafka, PostgreSQL and the services)
+DASH_TESTS := $(BUILD)/tests/dashboard/test_unit $(BUILD)/tests/integration/dashboard_browser
+endif
+
+$(DASH_STAMP): $(DASH)/package-lock.json $(DASH)/package.json
+	cd $(DASH) && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# built beside and swapped in whole, so a running gateway never reloads half a build
+$(DASH_OUT)/index.html: $(DASH_STAMP) $(DASH_SRC)
+	rm -rf $(DASH_OUT).new
+	cd $(DASH) && npm run --silent build -- --outDir $(abspath $(DASH_OUT)).new --emptyOutDir
+	rm -rf $(DASH_OUT) && mv $(DASH_OUT).new $(DASH_OUT)
+
+$(BUILD)/tests/dashboard/test_unit: $(DASH)/tests/unit.mjs $(DASH_STAMP)
+$(BUILD)/tests/integration/dashboard_browser: $(DASH)/tests/browser.mjs $(DASH_STAMP)
+$(DASH_TESTS):
+	@mkdir -p $(dir $@)
+	printf '#!/bin/sh\nexec node "%s" "$$@"\n' "$(abspath $<)" >$@
+	chmod 755 $@
+
 # ---------------------------------------------------------------- targets
 .DEFAULT_GOAL := all
 # Generated sources are kept, not deleted as intermediates.
 .SECONDARY:
 .PHONY: all libs tests test up down bench fmt lint deps clean
 
-all: $(LIBS_A) $(TOOLS) $(SERVICES)
+all: $(LIBS_A) $(TOOLS) $(SERVICES) $(DASHBOARD)
 libs: $(LIBS_A)
-tests: all $(UNIT_TESTS) $(SVC_UNIT_TESTS) $(INTEG_TESTS) $(PROGS)
+tests: all $(UNIT_TESTS) $(SVC_UNIT_TESTS) $(INTEG_TESTS) $(PROGS) $(DASH_TESTS)
 
 deps:
 	scripts/install-deps.sh

@@ -1,0 +1,1064 @@
+/*
+ * CSV import and export.
+ *
+ * POST /api/subscribers/import?mode=upsert|skip[&list_id=...] (text/csv) checks the header,
+ * records the import, answers 202 with its id and goes on in batches of IMPORT_BATCH_ROWS:
+ *   A (thread pool)  parse and validate rows, blind-index the e-mail, drop duplicates in the file
+ *   B (loop)         look the batch's addresses up (one query), decide insert / update / skip
+ *   C (thread pool)  seal e-mail and name (new key per new subscriber), build the events
+ *   D (loop)         one transaction: insert, update, list memberships, the created/updated
+ *                    events, the import's counters and errors, an ImportProgress event
+ * An erased address (tombstone) is never re-imported; an unsubscribed or blocklisted one keeps its
+ * status. Re-running the same file is idempotent: everything it holds already exists. Each bad
+ * row is reported with its data row number (1 = the first row after the header) and the reason.
+ * GET /api/imports/{id} shows the counters and errors.
+ */
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "contentengine/v1/people.pb-c.h"
+#include "sm.h"
+
+#define CHUNK           (64 * 1024)
+#define MAX_ERRORS_KEPT 100000
+
+/* ---------------------------------------------------------------- binary arrays */
+
+/* A one-dimensional array parameter in PostgreSQL's binary format (array_recv): a header,
+ * then per element a 32-bit length (-1 for NULL) and the bytes. Sent as binary parameters,
+ * nothing is hex-encoded or escaped on our side nor parsed as text on the server's. */
+#define OID_BYTEA 17
+#define OID_TEXT  25
+#define OID_JSONB 3802
+#define OID_UUID  2950
+
+typedef struct barr {
+    core_buf b;   /* elements */
+    core_buf out; /* header + elements, built by barr_finish */
+    uint32_t oid;
+    int32_t n;
+    bool has_null;
+} barr;
+
+static void put32(core_buf *b, uint32_t v)
+{
+    uint8_t be[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
+    core_buf_append(b, be, 4);
+}
+
+static void barr_reset(barr *a, uint32_t oid)
+{
+    core_buf_reset(&a->b);
+    core_buf_reset(&a->out);
+    a->oid = oid;
+    a->n = 0;
+    a->has_null = false;
+}
+
+static void barr_free(barr *a)
+{
+    core_buf_free(&a->b);
+    core_buf_free(&a->out);
+}
+
+static void barr_add(barr *a, const void *data, size_t len)
+{
+    a->n++;
+    if (!data) {
+        a->has_null = true;
+        put32(&a->b, 0xFFFFFFFFu);
+        return;
+    }
+    bool jsonb = a->oid == OID_JSONB;
+    put32(&a->b, (uint32_t)(len + (jsonb ? 1 : 0)));
+    if (jsonb) core_buf_append(&a->b, "\x01", 1); /* jsonb binary format version */
+    core_buf_append(&a->b, data, len);
+}
+
+static void barr_text(barr *a, const char *s)
+{
+    barr_add(a, s, s ? strlen(s) : 0);
+}
+
+static void barr_uuid(barr *a, const char *s)
+{
+    core_uuid u;
+    if (!core_uuid_parse(s, &u)) abort(); /* ids are ours: always valid */
+    barr_add(a, u.b, sizeof u.b);
+}
+
+static void barr_finish(barr *a)
+{
+    core_buf_reset(&a->out);
+    put32(&a->out, a->n ? 1 : 0); /* dimensions */
+    put32(&a->out, a->has_null ? 1 : 0);
+    put32(&a->out, a->oid);
+    if (a->n) {
+        put32(&a->out, (uint32_t)a->n);
+        put32(&a->out, 1); /* lower bound */
+        core_buf_append(&a->out, a->b.data, a->b.len);
+    }
+}
+
+typedef struct irow {
+    int64_t row;
+    char email[SM_EMAIL_MAX + 1];
+    char name[SM_NAME_MAX + 1];
+    const char *status; /* NULL: default / unchanged */
+    char *attrs;        /* JSON object text or NULL */
+    uint8_t idx[SM_INDEX_BYTES];
+    int kind; /* 0 insert, 1 update, 2 skip */
+    char id[CORE_UUID_STRLEN + 1];
+    char ce_id[CORE_UUID_STRLEN + 1];
+    uint8_t wrapped[SM_WRAPPED_LEN];
+} irow;
+
+typedef struct job job;
+
+/* One batch of rows on its way through the phases. Two exist per import: while one is written
+ * (the database works), the next is parsed, looked up and sealed (the thread pool works). */
+enum { B_IDLE, B_BUSY, B_READY, B_WRITING };
+
+typedef struct batch {
+    job *j;
+    int state;
+    int64_t seq;
+    irow *rows;
+    int nrows, cap;
+    json_t *errors;
+    char *errors_json;
+    int b_fail, b_skip, b_ins, b_upd;
+    /* phase C output: binary array parameters */
+    barr i_id, i_idx, i_em, i_nm, i_wk, i_st, i_at, i_ev;
+    barr u_id, u_em, u_nm, u_st, u_at, u_ev;
+    barr ceids_i, ceids_u, members;
+    int64_t t_mark;
+    uv_work_t work;
+} batch;
+
+struct job {
+    sm_app *app;
+    char id[CORE_UUID_STRLEN + 1];
+    bool upsert;
+    char list_id[CORE_UUID_STRLEN + 1];
+    char *body;
+    size_t len, pos;
+    sm_csv csv;
+    int ncols, col_email, col_name, col_status, col_attrs;
+    char *cols[SM_CSV_MAX_FIELDS];
+    int64_t datarow;
+    bool eof, truncated;
+    batch b[2];
+    batch *fill; /* the batch the parser fills */
+    int64_t seq;
+    bool writing, input_done, failed;
+    char fail_reason[128];
+    /* duplicates within the file: 16-byte prefixes of the blind index, open addressing */
+    uint8_t *seen;
+    size_t seen_cap, seen_n;
+    /* counters */
+    int64_t processed, inserted, updated, skipped, failed_rows;
+    char traceparent[CORE_TRACEPARENT_LEN + 1];
+    int64_t start_ns;
+    int64_t t_parse, t_lookup, t_seal, t_write; /* per phase, summed (ns) */
+};
+
+static const char *const statuses[] = {"pending",     "active",  "unsubscribed",
+                                       "blocklisted", "bounced", NULL};
+
+/* ---------------------------------------------------------------- job */
+
+#define ALL_ARRAYS(j)                                                                              \
+    {                                                                                              \
+        &(j)->i_id, &(j)->i_idx, &(j)->i_em, &(j)->i_nm, &(j)->i_wk, &(j)->i_st, &(j)->i_at,       \
+            &(j)->i_ev, &(j)->u_id, &(j)->u_em, &(j)->u_nm, &(j)->u_st, &(j)->u_at, &(j)->u_ev,    \
+            &(j)->ceids_i, &(j)->ceids_u, &(j)->members                                            \
+    }
+
+static void bufs_reset(batch *j)
+{
+    barr *all[] = ALL_ARRAYS(j);
+    static const uint32_t oids[] = {OID_UUID,  OID_BYTEA, OID_BYTEA, OID_BYTEA, OID_BYTEA, OID_TEXT,
+                                    OID_JSONB, OID_BYTEA, OID_UUID,  OID_BYTEA, OID_BYTEA, OID_TEXT,
+                                    OID_JSONB, OID_BYTEA, OID_TEXT,  OID_TEXT,  OID_UUID};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        barr_reset(all[i], oids[i]);
+}
+
+static void bufs_free(batch *j)
+{
+    barr *all[] = ALL_ARRAYS(j);
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        barr_free(all[i]);
+}
+
+static void rows_clear(batch *b)
+{
+    for (int i = 0; i < b->nrows; i++)
+        free(b->rows[i].attrs);
+    if (b->rows) sodium_memzero(b->rows, (size_t)b->cap * sizeof *b->rows);
+    b->nrows = 0;
+}
+
+static void job_free(job *j)
+{
+    for (int k = 0; k < 2; k++) {
+        batch *b = &j->b[k];
+        rows_clear(b);
+        free(b->rows);
+        bufs_free(b);
+        json_decref(b->errors);
+        free(b->errors_json);
+    }
+    sm_csv_free(&j->csv);
+    for (int i = 0; i < j->ncols; i++)
+        free(j->cols[i]);
+    free(j->seen);
+    if (j->body) sodium_memzero(j->body, j->len);
+    free(j->body);
+    free(j);
+}
+
+static bool seen_add(job *j, const uint8_t idx[SM_INDEX_BYTES])
+{
+    if ((j->seen_n + 1) * 2 > j->seen_cap) {
+        size_t cap = j->seen_cap ? j->seen_cap * 2 : 4096;
+        uint8_t *n = core_xcalloc(cap, 16);
+        for (size_t i = 0; i < j->seen_cap; i++) {
+            const uint8_t *e = j->seen + i * 16;
+            static const uint8_t zero[16];
+            if (!memcmp(e, zero, 16)) continue;
+            uint64_t h;
+            memcpy(&h, e, 8);
+            size_t s = h & (cap - 1);
+            while (memcmp(n + s * 16, zero, 16) != 0)
+                s = (s + 1) & (cap - 1);
+            memcpy(n + s * 16, e, 16);
+        }
+        free(j->seen);
+        j->seen = n;
+        j->seen_cap = cap;
+    }
+    static const uint8_t zero[16];
+    uint64_t h;
+    memcpy(&h, idx, 8);
+    size_t s = h & (j->seen_cap - 1);
+    while (memcmp(j->seen + s * 16, zero, 16) != 0) {
+        if (!memcmp(j->seen + s * 16, idx, 16)) return false;
+        s = (s + 1) & (j->seen_cap - 1);
+    }
+    memcpy(j->seen + s * 16, idx, 16);
+    j->seen_n++;
+    return true;
+}
+
+static void row_error(batch *b, int64_t row, const char *reason)
+{
+    b->b_fail++;
+    json_array_append_new(b->errors,
+                          json_pack("{s:I,s:s}", "row", (json_int_t)row, "error", reason));
+}
+
+/* Adds the time since the last mark to acc (per-phase timings in the final log line). */
+static void phase_done(batch *b, int64_t *acc)
+{
+    int64_t now = core_mono_ns();
+    *acc += now - b->t_mark;
+    b->t_mark = now;
+}
+
+/* ---------------------------------------------------------------- A: parse */
+
+static void on_record(void *ud, int64_t recno, char **f, const size_t *lens, int n,
+                      const char *error)
+{
+    (void)recno;
+    job *j = ud;
+    batch *b = j->fill;
+    int64_t row = ++j->datarow;
+    if (row > j->app->import_max_rows) {
+        j->truncated = true;
+        j->datarow--;
+        return;
+    }
+    if (error) {
+        row_error(b, row, error);
+        return;
+    }
+    if (n != j->ncols) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "expected %d fields, got %d", j->ncols, n);
+        row_error(b, row, msg);
+        return;
+    }
+    if (b->nrows == b->cap) {
+        b->cap = b->cap ? b->cap * 2 : 1024;
+        b->rows = core_xrealloc(b->rows, (size_t)b->cap * sizeof *b->rows);
+    }
+    irow *r = &b->rows[b->nrows];
+    memset(r, 0, sizeof *r);
+    r->row = row;
+    const char *why = NULL;
+    if (!sm_email_normalize(f[j->col_email], lens[j->col_email], r->email, &why)) {
+        row_error(b, row, why);
+        return;
+    }
+    if (j->col_name >= 0 && !sm_name_normalize(f[j->col_name], lens[j->col_name], r->name, &why)) {
+        row_error(b, row, why);
+        return;
+    }
+    if (!r->name[0]) {
+        const char *at = strchr(r->email, '@');
+        snprintf(r->name, sizeof r->name, "%.*s", (int)(at - r->email), r->email);
+    }
+    if (j->col_status >= 0 && lens[j->col_status]) {
+        for (int i = 0; statuses[i]; i++)
+            if (!strcmp(statuses[i], f[j->col_status])) r->status = statuses[i];
+        if (!r->status) {
+            row_error(b, row,
+                      "status must be pending, active, unsubscribed, blocklisted or bounced");
+            return;
+        }
+    }
+    json_t *attrs = NULL;
+    if (j->col_attrs >= 0 && lens[j->col_attrs]) {
+        attrs = json_loadb(f[j->col_attrs], lens[j->col_attrs], JSON_REJECT_DUPLICATES, NULL);
+        if (!json_is_object(attrs)) {
+            json_decref(attrs);
+            row_error(b, row, "attributes must be a JSON object");
+            return;
+        }
+    }
+    for (int c = 0; c < n; c++) {
+        if (c == j->col_email || c == j->col_name || c == j->col_status || c == j->col_attrs)
+            continue;
+        if (!attrs) attrs = json_object();
+        json_t *v = json_stringn(f[c], lens[c]);
+        if (!v) {
+            json_decref(attrs);
+            row_error(b, row, "a field is not valid UTF-8");
+            return;
+        }
+        json_object_set_new(attrs, j->cols[c], v);
+    }
+    if (attrs) {
+        r->attrs = json_dumps(attrs, JSON_COMPACT);
+        json_decref(attrs);
+    }
+    sm_blind_index(&j->app->keys, r->email, r->idx);
+    if (!seen_add(j, r->idx)) {
+        free(r->attrs);
+        row_error(b, row, "duplicate of an earlier row's email");
+        return;
+    }
+    b->nrows++;
+}
+
+static void parse_batch(uv_work_t *w)
+{
+    batch *b = w->data;
+    job *j = b->j;
+    j->fill = b;
+    while (b->nrows < j->app->import_batch && !j->eof && !j->truncated) {
+        size_t n = j->len - j->pos < CHUNK ? j->len - j->pos : CHUNK;
+        if (n == 0) {
+            sm_csv_finish(&j->csv, on_record, j);
+            j->eof = true;
+            break;
+        }
+        sm_csv_feed(&j->csv, j->body + j->pos, n, on_record, j);
+        j->pos += n;
+    }
+}
+
+/* ---------------------------------------------------------------- C: seal */
+
+static void event_payload(barr *arr, const irow *r, const uint8_t dek[SM_KEY_BYTES],
+                          const char *kind, const char *status, const char *list)
+{
+    char *pii = sm_pii_json(r->email, r->name, NULL);
+    const char *ids[] = {list};
+    bus_record rec;
+    uint8_t *buf;
+    sm_event_record(&(sm_event){.subscriber_id = r->id,
+                                .kind = kind,
+                                .status = status,
+                                .list_ids = list[0] ? ids : NULL,
+                                .nlists = list[0] ? 1 : 0,
+                                .dek = dek,
+                                .pii_json = pii},
+                    &rec, &buf);
+    barr_add(arr, rec.value, rec.value_len);
+    free(buf);
+    free(pii);
+}
+
+static void seal_field(barr *arr, const uint8_t dek[SM_KEY_BYTES], const char *id,
+                       const char *field, const char *text)
+{
+    size_t n = strlen(text);
+    uint8_t sealed[SM_NAME_MAX + SM_EMAIL_MAX + SM_SEAL_OVERHEAD];
+    sm_seal(dek, id, field, text, n, sealed);
+    barr_add(arr, sealed, n + SM_SEAL_OVERHEAD);
+}
+
+static void seal_batch(uv_work_t *w)
+{
+    batch *b = w->data;
+    job *j = b->j;
+    const sm_keys *k = &j->app->keys;
+    for (int i = 0; i < b->nrows; i++) {
+        irow *r = &b->rows[i];
+        uint8_t dek[SM_KEY_BYTES];
+        if (r->kind == 0) {
+            uint8_t wrapped[SM_WRAPPED_LEN];
+            sm_key_new(k, r->id, dek, wrapped);
+            const char *st = r->status ? r->status : "active";
+            barr_uuid(&b->i_id, r->id);
+            barr_add(&b->i_idx, r->idx, sizeof r->idx);
+            seal_field(&b->i_em, dek, r->id, "email", r->email);
+            seal_field(&b->i_nm, dek, r->id, "name", r->name);
+            barr_add(&b->i_wk, wrapped, sizeof wrapped);
+            barr_text(&b->i_st, st);
+            barr_text(&b->i_at, r->attrs ? r->attrs : "{}");
+            barr_text(&b->ceids_i, r->ce_id);
+            event_payload(&b->i_ev, r, dek, "created", st, j->list_id);
+        } else if (r->kind == 1) {
+            if (!sm_key_unwrap(k, r->id, r->wrapped, sizeof r->wrapped, dek)) {
+                r->kind = 3; /* unreadable key: reported on the loop */
+                continue;
+            }
+            barr_uuid(&b->u_id, r->id);
+            seal_field(&b->u_em, dek, r->id, "email", r->email);
+            seal_field(&b->u_nm, dek, r->id, "name", r->name);
+            barr_text(&b->u_st, r->status);
+            barr_text(&b->u_at, r->attrs);
+            barr_text(&b->ceids_u, r->ce_id);
+            event_payload(&b->u_ev, r, dek, "updated", r->status ? r->status : "", j->list_id);
+        } else {
+            continue;
+        }
+        if (j->list_id[0]) barr_uuid(&b->members, r->id);
+        sodium_memzero(dek, sizeof dek);
+    }
+    barr *all[] = ALL_ARRAYS(b);
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        barr_finish(all[i]);
+    b->errors_json = json_dumps(b->errors, JSON_COMPACT);
+}
+
+/* ---------------------------------------------------------------- D: write */
+
+static void finish(job *j, const char *status, const char *error);
+static void prepare(job *j, batch *b);
+
+static void progress_event(sm_op *op, job *j, const char *status, const char *error)
+{
+    Contentengine__V1__ImportProgress p = CONTENTENGINE__V1__IMPORT_PROGRESS__INIT;
+    p.import_id = j->id;
+    p.status = (char *)status;
+    p.rows_processed = j->processed;
+    p.rows_inserted = j->inserted;
+    p.rows_updated = j->updated;
+    p.rows_skipped = j->skipped;
+    p.rows_failed = j->failed_rows;
+    p.occurred_unix_ms = core_now_unix_ms();
+    p.error = (char *)(error ? error : "");
+    size_t len = contentengine__v1__import_progress__get_packed_size(&p);
+    uint8_t *buf = core_xcalloc(1, len ? len : 1);
+    contentengine__v1__import_progress__pack(&p, buf);
+    bus_record rec = {.topic = sm_topic_imports,
+                      .partition = BUS_PARTITION_ANY,
+                      .key = j->id,
+                      .key_len = strlen(j->id),
+                      .value = buf,
+                      .value_len = len,
+                      .ce_type = "contentengine.subscriber.import.progress.v1",
+                      .ce_subject = j->id,
+                      .traceparent = j->traceparent};
+    sm_outbox(op, &rec);
+    free(buf);
+}
+
+static void write_step(sm_op *op, const db_result *r)
+{
+    batch *b = op->ctx;
+    job *j = b->j;
+    switch (op->step) {
+    case 0: {
+        barr *ia[] = {&b->i_id, &b->i_idx, &b->i_em,    &b->i_nm, &b->i_wk,
+                      &b->i_st, &b->i_at,  &b->ceids_i, &b->i_ev};
+        const char *v[11];
+        int len[11] = {0}, fmt[11] = {0};
+        for (int k = 0; k < 9; k++) {
+            v[k] = ia[k]->out.data;
+            len[k] = (int)ia[k]->out.len;
+            fmt[k] = 1;
+        }
+        v[9] = j->traceparent;
+        v[10] = sm_topic_events;
+        sm_qb(
+            op,
+            "WITH t AS (SELECT * FROM unnest($1::uuid[], $2::bytea[], $3::bytea[], $4::bytea[], "
+            "$5::bytea[], $6::text[], $7::jsonb[], $8::text[], $9::bytea[]) AS t(id, idx, em, nm, "
+            "wk, st, at, ce, pl)), sec AS (INSERT INTO subscriber_secrets (subscriber_id, "
+            "email_index, email_enc, name_enc, wrapped_key) SELECT id, idx, em, nm, wk FROM t "
+            "ON CONFLICT (email_index) DO NOTHING RETURNING subscriber_id), ins AS (INSERT INTO "
+            "subscribers (id, status, attributes, consent_source, consent_at, confirmed_at) "
+            "SELECT id, st, at, 'import', now(), CASE WHEN st = 'active' THEN now() END FROM t "
+            "WHERE t.id IN (SELECT subscriber_id FROM sec) RETURNING id), "
+            "ev AS (INSERT INTO outbox (topic, key, ce_id, ce_type, ce_time, ce_subject, "
+            "content_type, traceparent, payload) SELECT $11, "
+            "convert_to(t.id::text, 'UTF8'), t.ce, 'contentengine.subscriber.created.v1', now(), "
+            "t.id::text, 'application/protobuf', $10, t.pl FROM t WHERE t.id IN (SELECT id FROM "
+            "ins) RETURNING 1) SELECT (SELECT count(*) FROM ins) AS n",
+            11, v, len, fmt);
+        barr *ua[] = {&b->u_id, &b->u_em, &b->u_nm, &b->u_st, &b->u_at, &b->ceids_u, &b->u_ev};
+        const char *u[9];
+        int ulen[9] = {0}, ufmt[9] = {0};
+        for (int k = 0; k < 7; k++) {
+            u[k] = ua[k]->out.data;
+            ulen[k] = (int)ua[k]->out.len;
+            ufmt[k] = 1;
+        }
+        u[7] = j->traceparent;
+        u[8] = sm_topic_events;
+        sm_qb(op,
+              "WITH t AS (SELECT * FROM unnest($1::uuid[], $2::bytea[], $3::bytea[], $4::text[], "
+              "$5::jsonb[], $6::text[], $7::bytea[]) AS t(id, em, nm, st, at, ce, pl)), upd AS "
+              "(UPDATE subscribers s SET status = CASE WHEN "
+              "s.status IN ('unsubscribed', 'blocklisted') THEN s.status ELSE COALESCE(t.st, "
+              "s.status) END, attributes = s.attributes || COALESCE(t.at, '{}'), updated_at = "
+              "now(), version = s.version + 1 FROM t WHERE s.id = t.id AND s.erased_at IS NULL "
+              "RETURNING s.id), sec AS (UPDATE subscriber_secrets k SET email_enc = t.em, name_enc "
+              "= t.nm FROM t WHERE k.subscriber_id = t.id AND t.id IN (SELECT id FROM upd)), "
+              "ev AS (INSERT INTO outbox (topic, key, ce_id, ce_type, ce_time, "
+              "ce_subject, content_type, traceparent, payload) SELECT $9, "
+              "convert_to(t.id::text, 'UTF8'), t.ce, 'contentengine.subscriber.updated.v1', now(), "
+              "t.id::text, 'application/protobuf', $8, t.pl FROM t WHERE t.id IN (SELECT id FROM "
+              "upd) RETURNING 1) SELECT (SELECT count(*) FROM upd) AS n",
+              9, u, ulen, ufmt);
+        const char *m[] = {j->list_id[0] ? j->list_id : NULL, b->members.out.data};
+        int mlen[] = {0, (int)b->members.out.len}, mfmt[] = {0, 1};
+        sm_qb(op,
+              "INSERT INTO subscriptions (list_id, subscriber_id, status) SELECT $1::uuid, s, "
+              "'confirmed' FROM unnest($2::uuid[]) AS s WHERE $1::uuid IS NOT NULL "
+              "ON CONFLICT (list_id, subscriber_id) DO NOTHING",
+              2, m, mlen, mfmt);
+        return;
+    }
+    case 1: {
+        int64_t n = 0;
+        db_result_int64(r, 0, 0, &n);
+        b->b_skip += b->b_ins - (int)n; /* lost a race with another writer: existed already */
+        b->b_ins = (int)n;
+        return;
+    }
+    case 2: {
+        int64_t n = 0;
+        db_result_int64(r, 0, 0, &n);
+        b->b_skip += b->b_upd - (int)n; /* erased meanwhile */
+        b->b_upd = (int)n;
+        j->inserted += b->b_ins;
+        j->updated += b->b_upd;
+        j->skipped += b->b_skip;
+        j->failed_rows += b->b_fail;
+        j->processed += b->b_ins + b->b_upd + b->b_skip + b->b_fail;
+        return;
+    }
+    case 3: {
+        char c[5][24];
+        snprintf(c[0], 24, "%lld", (long long)j->processed);
+        snprintf(c[1], 24, "%lld", (long long)j->inserted);
+        snprintf(c[2], 24, "%lld", (long long)j->updated);
+        snprintf(c[3], 24, "%lld", (long long)j->skipped);
+        snprintf(c[4], 24, "%lld", (long long)j->failed_rows);
+        char maxe[16];
+        snprintf(maxe, sizeof maxe, "%d", MAX_ERRORS_KEPT);
+        const char *v[] = {j->id, c[0], c[1], c[2], c[3], c[4], b->errors_json, maxe};
+        sm_q(op,
+             "UPDATE imports SET rows_total = $2::bigint, rows_inserted = $3::bigint, "
+             "rows_updated = $4::bigint, rows_skipped = $5::bigint, rows_failed = $6::bigint, "
+             "errors = CASE WHEN jsonb_array_length(errors) < $8::int THEN errors || $7::jsonb "
+             "ELSE errors END WHERE id = $1::uuid",
+             8, v);
+        progress_event(op, j, "running", NULL);
+        return;
+    }
+    case 5:
+        sm_commit(op);
+        return;
+    default:
+        return;
+    }
+}
+
+/* ---------------------------------------------------------------- the pipeline */
+
+static bool has_state(const job *j, int state)
+{
+    return j->b[0].state == state || j->b[1].state == state;
+}
+
+/* Ends the import once nothing is in flight any more (a thread-pool job or a query of the
+ * other batch must not outlive the job); a failed import drops a batch that is only ready. */
+static void maybe_finish(job *j)
+{
+    if (has_state(j, B_BUSY) || has_state(j, B_WRITING)) return;
+    if (j->failed)
+        finish(j, "failed", j->fail_reason);
+    else if (j->input_done && !has_state(j, B_READY))
+        finish(j, "done",
+               j->truncated ? "more rows than IMPORT_MAX_ROWS: the rest was ignored" : NULL);
+}
+
+static void batch_failed(batch *b, const char *why)
+{
+    job *j = b->j;
+    if (!j->failed) snprintf(j->fail_reason, sizeof j->fail_reason, "%s", why);
+    j->failed = true;
+    b->state = B_IDLE;
+    maybe_finish(j);
+}
+
+static void on_written(sm_op *op, bool ok);
+
+/* Writes the oldest ready batch unless a write is in flight (writes stay in file order). */
+static void try_write(job *j)
+{
+    if (j->writing || j->failed) return;
+    batch *next = NULL;
+    for (int k = 0; k < 2; k++)
+        if (j->b[k].state == B_READY && (!next || j->b[k].seq < next->seq)) next = &j->b[k];
+    if (!next) return;
+    j->writing = true;
+    next->state = B_WRITING;
+    next->t_mark = core_mono_ns();
+    sm_op *op = sm_op_start(j->app, NULL, write_step, next, NULL);
+    op->done = on_written;
+}
+
+/* Starts filling an idle batch when there is input left and the parser is free. */
+static void refill(job *j)
+{
+    if (j->failed || j->input_done || j->app->stopping) return;
+    for (int k = 0; k < 2; k++)
+        if (j->b[k].state == B_BUSY) return; /* one parser at a time */
+    for (int k = 0; k < 2; k++)
+        if (j->b[k].state == B_IDLE) {
+            prepare(j, &j->b[k]);
+            return;
+        }
+}
+
+static void on_written(sm_op *op, bool ok)
+{
+    batch *b = op->ctx;
+    job *j = b->j;
+    op->ctx = NULL;
+    phase_done(b, &j->t_write);
+    j->writing = false;
+    core_counter_add(j->app->m_import_rows, b->b_ins, "inserted");
+    core_counter_add(j->app->m_import_rows, b->b_upd, "updated");
+    core_counter_add(j->app->m_import_rows, b->b_skip, "skipped");
+    core_counter_add(j->app->m_import_rows, b->b_fail, "failed");
+    if (!ok) {
+        batch_failed(b, "a batch could not be written");
+        return;
+    }
+    b->state = B_IDLE;
+    try_write(j);
+    refill(j);
+    maybe_finish(j);
+}
+
+static void after_seal(uv_work_t *w, int status)
+{
+    batch *b = w->data;
+    job *j = b->j;
+    phase_done(b, &j->t_seal);
+    if (status != 0 || j->app->stopping) {
+        batch_failed(b, "the service stopped");
+        return;
+    }
+    b->state = B_READY;
+    try_write(j);
+    refill(j); /* the parser is free: start the next batch while this one is written */
+}
+
+/* ---------------------------------------------------------------- B: look up */
+
+static void on_existing(const db_result *r, void *data)
+{
+    batch *b = data;
+    job *j = b->j;
+    phase_done(b, &j->t_lookup);
+    if (!db_result_ok(r)) {
+        core_log_warn("import lookup failed", CORE_F_STR("error", db_result_error(r)));
+        batch_failed(b, "the database is unavailable");
+        return;
+    }
+    /* rows of the batch by blind index: a small open-addressing table of row numbers */
+    size_t cap = 64;
+    while (cap < (size_t)b->nrows * 2)
+        cap *= 2;
+    int *slot = core_xcalloc(cap, sizeof *slot);
+    for (int i = 0; i < b->nrows; i++) {
+        uint64_t h;
+        memcpy(&h, b->rows[i].idx, 8);
+        size_t s = h & (cap - 1);
+        while (slot[s])
+            s = (s + 1) & (cap - 1);
+        slot[s] = i + 1;
+    }
+    for (int i = 0; i < b->nrows; i++)
+        b->rows[i].kind = 0;
+    for (int k = 0; k < db_result_rows(r); k++) {
+        size_t len = 0;
+        const uint8_t *idx = db_result_bytea(r, k, 0, &len);
+        if (!idx || len != SM_INDEX_BYTES) continue;
+        uint64_t h;
+        memcpy(&h, idx, 8);
+        size_t s = h & (cap - 1);
+        irow *row = NULL;
+        while (slot[s]) {
+            if (!memcmp(b->rows[slot[s] - 1].idx, idx, SM_INDEX_BYTES)) {
+                row = &b->rows[slot[s] - 1];
+                break;
+            }
+            s = (s + 1) & (cap - 1);
+        }
+        if (!row) continue;
+        snprintf(row->id, sizeof row->id, "%s", db_result_get(r, k, "id"));
+        bool erased = !strcmp(db_result_get(r, k, "erased"), "t");
+        size_t wl = 0;
+        const uint8_t *w = db_result_bytea(r, k, db_result_column(r, "wrapped_key"), &wl);
+        if (erased || !j->upsert || !w || wl != SM_WRAPPED_LEN) {
+            row->kind = 2;
+        } else {
+            row->kind = 1;
+            memcpy(row->wrapped, w, SM_WRAPPED_LEN);
+        }
+    }
+    free(slot);
+    b->b_ins = b->b_upd = b->b_skip = 0;
+    for (int i = 0; i < b->nrows; i++) {
+        irow *row = &b->rows[i];
+        if (row->kind == 0) {
+            core_uuid_v7_string(row->id);
+            b->b_ins++;
+        } else if (row->kind == 1) {
+            b->b_upd++;
+        } else {
+            b->b_skip++;
+        }
+        if (row->kind != 2) core_uuid_v7_string(row->ce_id);
+    }
+    b->work.data = b;
+    uv_queue_work(j->app->loop, &b->work, seal_batch, after_seal);
+}
+
+static void after_parse(uv_work_t *w, int status)
+{
+    batch *b = w->data;
+    job *j = b->j;
+    phase_done(b, &j->t_parse);
+    if (status != 0 || j->app->stopping) {
+        batch_failed(b, "the service stopped");
+        return;
+    }
+    if (j->eof || j->truncated) j->input_done = true;
+    if (b->nrows == 0 && json_array_size(b->errors) == 0) {
+        b->state = B_IDLE;
+        maybe_finish(j);
+        return;
+    }
+    barr arr = {0};
+    barr_reset(&arr, OID_BYTEA);
+    for (int i = 0; i < b->nrows; i++)
+        barr_add(&arr, b->rows[i].idx, SM_INDEX_BYTES);
+    barr_finish(&arr);
+    const char *v[] = {arr.out.data};
+    int len[] = {(int)arr.out.len}, fmt[] = {1};
+    db_query_params(j->app->db,
+                    /* no join: an erased subscriber is exactly one whose key was shredded */
+                    "SELECT email_index, subscriber_id::text AS id, wrapped_key, wrapped_key IS "
+                    "NULL AS erased FROM subscriber_secrets WHERE email_index = ANY($1::bytea[])",
+                    1, v, len, fmt, on_existing, b);
+    barr_free(&arr);
+}
+
+static void prepare(job *j, batch *b)
+{
+    b->j = j;
+    b->state = B_BUSY;
+    b->seq = j->seq++;
+    rows_clear(b);
+    bufs_reset(b);
+    json_decref(b->errors);
+    b->errors = json_array();
+    free(b->errors_json);
+    b->errors_json = NULL;
+    b->b_fail = b->b_ins = b->b_upd = b->b_skip = 0;
+    b->work.data = b;
+    b->t_mark = core_mono_ns();
+    uv_queue_work(j->app->loop, &b->work, parse_batch, after_parse);
+}
+
+/* ---------------------------------------------------------------- finish */
+
+typedef struct fin {
+    job *j;
+    char status[16];
+    char error[128];
+} fin;
+
+static void fin_step(sm_op *op, const db_result *r)
+{
+    (void)r;
+    fin *f = op->ctx;
+    if (op->step == 0) {
+        const char *v[] = {f->j->id, f->status};
+        sm_q(op, "UPDATE imports SET status = $2, finished_at = now() WHERE id = $1::uuid", 2, v);
+        progress_event(op, f->j, f->status, f->error[0] ? f->error : NULL);
+        return;
+    }
+    if (op->step == 2) sm_commit(op);
+}
+
+static void fin_free(void *p)
+{
+    fin *f = p;
+    job_free(f->j);
+    free(f);
+}
+
+static void finish(job *j, const char *status, const char *error)
+{
+    double secs = (double)(core_mono_ns() - j->start_ns) / 1e9;
+    core_log_info("import finished", CORE_F_STR("import_id", j->id), CORE_F_STR("status", status),
+                  CORE_F_INT("rows", j->processed), CORE_F_INT("inserted", j->inserted),
+                  CORE_F_INT("updated", j->updated), CORE_F_INT("skipped", j->skipped),
+                  CORE_F_INT("failed", j->failed_rows), CORE_F_DBL("seconds", secs),
+                  CORE_F_DBL("rows_per_second", secs > 0 ? (double)j->processed / secs : 0),
+                  CORE_F_DBL("parse_s", (double)j->t_parse / 1e9),
+                  CORE_F_DBL("lookup_s", (double)j->t_lookup / 1e9),
+                  CORE_F_DBL("seal_s", (double)j->t_seal / 1e9),
+                  CORE_F_DBL("write_s", (double)j->t_write / 1e9));
+    fin *f = core_xcalloc(1, sizeof *f);
+    f->j = j;
+    snprintf(f->status, sizeof f->status, "%s", status);
+    snprintf(f->error, sizeof f->error, "%s", error ? error : "");
+    sm_op_start(j->app, NULL, fin_step, f, fin_free);
+}
+
+/* ---------------------------------------------------------------- HTTP */
+
+static bool header_ok(job *j, char **f, const size_t *lens, int n, char *err, size_t errlen)
+{
+    j->col_email = j->col_name = j->col_status = j->col_attrs = -1;
+    for (int i = 0; i < n; i++) {
+        const char *c = f[i];
+        if (lens[i] == 0 || lens[i] > 64) {
+            snprintf(err, errlen, "column %d has no name or a name longer than 64", i + 1);
+            return false;
+        }
+        for (size_t k = 0; k < lens[i]; k++) {
+            char ch = c[k];
+            if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || ch == '_' || ch == '-')) {
+                snprintf(err, errlen, "column names are letters, digits, _ and - (column %d)",
+                         i + 1);
+                return false;
+            }
+        }
+        for (int k = 0; k < i; k++)
+            if (!strcmp(j->cols[k], c)) {
+                snprintf(err, errlen, "column %s appears twice", c);
+                return false;
+            }
+        j->cols[i] = core_xstrdup(c);
+        j->ncols = i + 1;
+        if (!strcmp(c, "email"))
+            j->col_email = i;
+        else if (!strcmp(c, "name"))
+            j->col_name = i;
+        else if (!strcmp(c, "status"))
+            j->col_status = i;
+        else if (!strcmp(c, "attributes"))
+            j->col_attrs = i;
+    }
+    if (j->col_email < 0) {
+        snprintf(err, errlen, "the header has no email column");
+        return false;
+    }
+    return true;
+}
+
+typedef struct hdr_ctx {
+    job *j;
+    bool seen, ok;
+    char err[160];
+} hdr_ctx;
+
+static void on_header(void *ud, int64_t recno, char **f, const size_t *lens, int n,
+                      const char *error)
+{
+    (void)recno;
+    hdr_ctx *h = ud;
+    if (h->seen) return;
+    h->seen = true;
+    if (error) {
+        snprintf(h->err, sizeof h->err, "header: %s", error);
+        return;
+    }
+    h->ok = header_ok(h->j, f, lens, n, h->err, sizeof h->err);
+}
+
+static void start_step(sm_op *op, const db_result *r)
+{
+    (void)r;
+    job *j = op->ctx;
+    if (op->step == 0) {
+        const char *v[] = {j->id, j->upsert ? "upsert" : "skip"};
+        sm_q(op, "INSERT INTO imports (id, mode, status) VALUES ($1::uuid, $2, 'running')", 2, v);
+        return;
+    }
+    op->status = 202;
+    char loc[128];
+    snprintf(loc, sizeof loc, "/api/imports/%s", j->id);
+    http_set_header(op->req, "Location", loc);
+    op->reply = json_pack("{s:s,s:s,s:s}", "id", j->id, "status", "running", "mode",
+                          j->upsert ? "upsert" : "skip");
+    sm_commit(op);
+}
+
+static void on_started(sm_op *op, bool ok)
+{
+    job *j = op->ctx;
+    op->ctx = NULL;
+    if (!ok) {
+        job_free(j);
+        return;
+    }
+    core_log_info("import started", CORE_F_STR("import_id", j->id),
+                  CORE_F_INT("bytes", (int64_t)j->len));
+    prepare(j, &j->b[0]);
+}
+
+static void handle_import(http_req *req, void *data)
+{
+    sm_app *app = data;
+    const char *ct = http_header(req, "Content-Type");
+    if (!ct || strncmp(ct, "text/csv", 8) != 0) {
+        http_respond_problem(req, 415, "Unsupported Media Type", "send the CSV as text/csv");
+        return;
+    }
+    const char *mode = http_query(req, "mode");
+    if (mode && strcmp(mode, "upsert") && strcmp(mode, "skip")) {
+        sm_invalid(req, "mode", "mode must be upsert or skip");
+        return;
+    }
+    const char *list = http_query(req, "list_id");
+    core_uuid u;
+    if (list && !core_uuid_parse(list, &u)) {
+        sm_invalid(req, "list_id", "must be a UUID");
+        return;
+    }
+    size_t len = 0;
+    const void *body = http_body(req, &len);
+    if (!body || !len) {
+        sm_invalid(req, "body", "the CSV is empty");
+        return;
+    }
+    job *j = core_xcalloc(1, sizeof *j);
+    j->app = app;
+    j->upsert = !mode || !strcmp(mode, "upsert");
+    if (list) core_uuid_format(&u, j->list_id);
+    sm_csv_init(&j->csv);
+    /* the header: the first record */
+    const char *b = body;
+    const char *nl = memchr(b, '\n', len);
+    size_t hlen = nl ? (size_t)(nl - b) + 1 : len;
+    hdr_ctx h = {.j = j};
+    sm_csv_feed(&j->csv, b, hlen, on_header, &h);
+    if (!h.seen) sm_csv_finish(&j->csv, on_header, &h);
+    if (!h.ok) {
+        sm_invalid(req, "body", h.err[0] ? h.err : "the CSV has no header");
+        job_free(j);
+        return;
+    }
+    sm_csv_free(&j->csv);
+    sm_csv_init(&j->csv);
+    j->body = core_xcalloc(1, len - hlen + 1);
+    memcpy(j->body, b + hlen, len - hlen);
+    j->len = len - hlen;
+    j->start_ns = core_mono_ns();
+    core_uuid_v7_string(j->id);
+    snprintf(j->traceparent, sizeof j->traceparent, "%s", http_traceparent(req));
+    sm_op *op = sm_op_start(app, req, start_step, j, NULL);
+    op->done = on_started;
+}
+
+static double num(const char *s)
+{
+    char *end = NULL;
+    double d = s ? strtod(s, &end) : 0;
+    return end && end != s ? d : 0;
+}
+
+static void on_import(const db_result *r, void *data)
+{
+    http_req *req = data;
+    if (!db_result_ok(r)) {
+        sm_unavailable(req, r);
+    } else if (db_result_rows(r) == 0) {
+        sm_problem(req, 404, "no such import");
+    } else {
+        json_t *errors = json_loads(db_result_get(r, 0, "errors"), 0, NULL);
+        int64_t c[5] = {0};
+        const char *names[] = {"rows_total", "rows_inserted", "rows_updated", "rows_skipped",
+                               "rows_failed"};
+        for (int i = 0; i < 5; i++)
+            db_result_int64(r, 0, db_result_column(r, names[i]), &c[i]);
+        const char *fin_at = db_result_get(r, 0, "finished_at");
+        http_respond_json(req, 200,
+                          json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:o,s:s,s:o,s:f}", "id",
+                                    db_result_get(r, 0, "id"), "mode", db_result_get(r, 0, "mode"),
+                                    "status", db_result_get(r, 0, "status"), "rows",
+                                    (json_int_t)c[0], "inserted", (json_int_t)c[1], "updated",
+                                    (json_int_t)c[2], "skipped", (json_int_t)c[3], "failed",
+                                    (json_int_t)c[4], "errors", errors ? errors : json_array(),
+                                    "created_at", db_result_get(r, 0, "created_at"), "finished_at",
+                                    fin_at ? json_string(fin_at) : json_null(), "seconds",
+                                    num(db_result_get(r, 0, "seconds"))));
+    }
+    http_req_unref(req);
+}
+
+static void handle_import_get(http_req *req, void *data)
+{
+    sm_app *app = data;
+    char id[CORE_UUID_STRLEN + 1];
+    if (!sm_path_uuid(req, "id", id)) return;
+    const char *v[] = {id};
+    db_query(
+        app->db,
+        "SELECT id::text AS id, mode, status, rows_total, rows_inserted, rows_updated, "
+        "rows_skipped, rows_failed, errors::text AS errors, " SM_TS(
+            "created_at") " AS "
+                          "created_at, " SM_TS(
+                              "finished_at") " AS finished_at, extract(epoch FROM "
+                                             "(COALESCE(finished_at, now()) - created_at))::text "
+                                             "AS seconds FROM imports WHERE id "
+                                             "= $1::uuid",
+        1, v, on_import, http_req_ref(req));
+}
+
+void sm_import_register(sm_app *app)
+{
+    sm_route(app, "POST", "/api/subscribers/import", AUTH_ROLE_EDITOR, handle_import);
+    sm_route(app, "GET", "/api/imports/{id}", AUTH_ROLE_VIEWER, handle_import_get);
+}

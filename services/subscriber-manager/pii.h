@@ -1,0 +1,125 @@
+/*
+ * subscriber-manager's pure domain code (no loop, no database): personal data protection,
+ * validation, the segment rule compiler and the CSV reader. Unit-tested in tests/.
+ */
+#ifndef SM_PII_H
+#define SM_PII_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core.h"
+
+#define SM_KEY_BYTES     32
+#define SM_INDEX_BYTES   32
+#define SM_EMAIL_MAX     254
+#define SM_NAME_MAX      200
+#define SM_WRAPPED_LEN   (1 + 24 + SM_KEY_BYTES + 16)
+#define SM_SEAL_OVERHEAD (1 + 24 + 16)
+
+/* ---------------------------------------------------------------- email and name */
+
+/* Trims, lower-cases and validates an address (RFC 5321 lengths, a dot-atom local part, a
+ * dotted domain of letters, digits and hyphens). false with *why on a bad address. */
+bool sm_email_normalize(const char *in, size_t len, char out[SM_EMAIL_MAX + 1], const char **why);
+/* Trims and validates a display name (valid UTF-8, no control characters, at most SM_NAME_MAX
+ * bytes). An empty name is allowed (the caller may default it). */
+bool sm_name_normalize(const char *in, size_t len, char out[SM_NAME_MAX + 1], const char **why);
+
+/* ---------------------------------------------------------------- keys */
+
+/* The keys of the service, decoded from the environment. */
+typedef struct sm_keys {
+    uint8_t data[SM_KEY_BYTES];  /* SUBSCRIBER_DATA_KEY: wraps per-subscriber keys */
+    uint8_t index[SM_KEY_BYTES]; /* SUBSCRIBER_INDEX_KEY: blind index HMAC */
+    uint8_t token[SM_KEY_BYTES]; /* TOKEN_SIGNING_KEY: confirm / unsubscribe / preference links */
+} sm_keys;
+
+/* Keyed blind index of a normalized email: HMAC-SHA-256(index key, email). */
+void sm_blind_index(const sm_keys *k, const char *email, uint8_t out[SM_INDEX_BYTES]);
+
+/* A fresh per-subscriber data key, wrapped with the master key (bound to the subscriber id). */
+void sm_key_new(const sm_keys *k, const char *subscriber_id, uint8_t dek[SM_KEY_BYTES],
+                uint8_t wrapped[SM_WRAPPED_LEN]);
+bool sm_key_unwrap(const sm_keys *k, const char *subscriber_id, const uint8_t *wrapped, size_t len,
+                   uint8_t dek[SM_KEY_BYTES]);
+
+/* XChaCha20-Poly1305 with the subscriber's key; the associated data binds the ciphertext to
+ * the subscriber and the field ("email", "name", "ip", "event"). out holds len +
+ * SM_SEAL_OVERHEAD bytes. */
+void sm_seal(const uint8_t dek[SM_KEY_BYTES], const char *subscriber_id, const char *field,
+             const void *plain, size_t len, uint8_t *out);
+/* Returns a malloc'd NUL-terminated plaintext (length in *len), NULL when it does not open. */
+char *sm_open(const uint8_t dek[SM_KEY_BYTES], const char *subscriber_id, const char *field,
+              const uint8_t *sealed, size_t len, size_t *plain_len);
+
+/* Lower-case hex of bytes, "\\x..." for a bytea text parameter. */
+void sm_bytea_hex(core_buf *b, const uint8_t *data, size_t len);
+
+/* ---------------------------------------------------------------- segment rules */
+
+/*
+ * The rule language (JSON), compiled to a parameterized SQL boolean expression over the table
+ * alias "s" (subscribers). Nothing of the rule is pasted into SQL: field names and operators
+ * are looked up in fixed tables, every value becomes a parameter ($n).
+ *
+ *   rule  := {"all": [rule, ...]} | {"any": [rule, ...]} | {"not": rule} | cond
+ *   cond  := {"field": F, "op": OP, "value": V}
+ *   F     := "status" | "list" | "created_at" | "updated_at" | "confirmed_at"
+ *            | "attributes.<key>"      (key: 1-64 of [A-Za-z0-9_-])
+ *   status:       eq, ne (V a status), in, not_in (V an array of statuses)
+ *   list:         in, not_in (V a list id: subscribed and not unsubscribed from it)
+ *   *_at:         before, after (V an RFC 3339 time), within_days (V 1..36500)
+ *   attributes.k: eq, ne (string, number or boolean), gt, gte, lt, lte (number),
+ *                 contains (string, case-insensitive substring), exists (V true/false)
+ *
+ * At most 8 levels deep and 64 conditions.
+ */
+typedef struct sm_sql {
+    core_buf sql;  /* the expression */
+    char **params; /* text parameters, $1.. in order */
+    int nparams;
+    int cap;
+} sm_sql;
+
+/* first_param: the number of the first parameter ($first_param). false with an error message
+ * in err (naming the offending part) when the rule is invalid. */
+bool sm_rule_compile(const json_t *rule, int first_param, sm_sql *out, char *err, size_t errlen);
+void sm_sql_free(sm_sql *s);
+
+/* ---------------------------------------------------------------- CSV */
+
+/*
+ * A streaming RFC 4180 reader: feed bytes as they arrive, get whole records. Quoted fields may
+ * hold commas, quotes ("") and line breaks; CRLF or LF end a record. A field longer than
+ * SM_CSV_FIELD_MAX or a record with more than SM_CSV_MAX_FIELDS fields is an error for that
+ * record (reported, the reader goes on with the next one).
+ */
+#define SM_CSV_MAX_FIELDS 32
+#define SM_CSV_FIELD_MAX  4096
+
+typedef struct sm_csv {
+    core_buf field;
+    char *fields[SM_CSV_MAX_FIELDS];
+    size_t lens[SM_CSV_MAX_FIELDS];
+    core_buf rec; /* the fields of the record being read, NUL-separated */
+    size_t offs[SM_CSV_MAX_FIELDS];
+    int nfields;
+    int state;
+    bool too_long;
+    bool too_many;
+    int64_t line; /* record number, 1-based (the header is record 1) */
+} sm_csv;
+
+typedef void (*sm_csv_record_fn)(void *data, int64_t recno, char **fields, const size_t *lens,
+                                 int n, const char *error);
+void sm_csv_init(sm_csv *c);
+/* Calls fn for every complete record in data. */
+void sm_csv_feed(sm_csv *c, const char *data, size_t len, sm_csv_record_fn fn, void *ud);
+/* End of input: a last record without a line break. */
+void sm_csv_finish(sm_csv *c, sm_csv_record_fn fn, void *ud);
+void sm_csv_free(sm_csv *c);
+
+#endif

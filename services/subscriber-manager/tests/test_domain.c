@@ -1,0 +1,336 @@
+/* Unit tests of subscriber-manager's domain code: e-mail and name validation, blind index,
+ * key wrapping and sealing, the segment rule compiler (injection attempts included), CSV. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../pii.h"
+
+#define ID "0190c3d4-0000-7000-8000-000000000001"
+
+static void test_email(void **state)
+{
+    (void)state;
+    char out[SM_EMAIL_MAX + 1];
+    const char *why;
+    const char *in = "  Jane.Doe+news@Example.ORG \n";
+    assert_true(sm_email_normalize(in, strlen(in), out, &why));
+    assert_string_equal(out, "jane.doe+news@example.org");
+    assert_true(sm_email_normalize("a@b.co", 6, out, &why));
+    const char *bad[] = {
+        "",         "plain",      "a@b",         "a@@b.com",    "a@b@c.com", ".a@b.com",
+        "a.@b.com", "a..b@c.com", "a b@c.com",   "a@-b.com",    "a@b-.com",  "a@b..com",
+        "a@b.c",    "a@b.1com",   "\"a\"@b.com", "a@b.com\x01", "a@b_c.com", "<a@b.com>"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        why = NULL;
+        if (sm_email_normalize(bad[i], strlen(bad[i]), out, &why)) fail_msg("accepted %s", bad[i]);
+        assert_non_null(why);
+    }
+    char longl[80];
+    memset(longl, 'a', 65);
+    snprintf(longl + 65, sizeof longl - 65, "@b.com");
+    assert_false(sm_email_normalize(longl, strlen(longl), out, &why));
+    char huge[400];
+    memset(huge, 'a', sizeof huge);
+    huge[10] = '@';
+    memcpy(huge + sizeof huge - 5, ".com", 4);
+    huge[sizeof huge - 1] = '\0';
+    assert_false(sm_email_normalize(huge, strlen(huge), out, &why));
+}
+
+static void test_name(void **state)
+{
+    (void)state;
+    char out[SM_NAME_MAX + 1];
+    const char *why;
+    const char *zoe = "  Zoë Ångström  ";
+    assert_true(sm_name_normalize(zoe, strlen(zoe), out, &why));
+    assert_string_equal(out, "Zoë Ångström");
+    assert_true(sm_name_normalize("", 0, out, &why));
+    assert_false(sm_name_normalize("a\x01"
+                                   "b",
+                                   3, out, &why));
+    assert_false(sm_name_normalize("\xc3\x28", 2, out, &why));     /* bad continuation */
+    assert_false(sm_name_normalize("\xed\xa0\x80", 3, out, &why)); /* surrogate */
+    assert_false(sm_name_normalize("\xc0\xaf", 2, out, &why));     /* overlong */
+    char big[300];
+    memset(big, 'x', sizeof big);
+    assert_false(sm_name_normalize(big, sizeof big, out, &why));
+}
+
+static sm_keys keys(void)
+{
+    sm_keys k;
+    for (int i = 0; i < SM_KEY_BYTES; i++) {
+        k.data[i] = (uint8_t)i;
+        k.index[i] = (uint8_t)(i + 1);
+        k.token[i] = (uint8_t)(i + 2);
+    }
+    return k;
+}
+
+static void test_blind_index(void **state)
+{
+    (void)state;
+    sm_keys k = keys(), k2 = keys();
+    k2.index[0] ^= 1;
+    uint8_t a[SM_INDEX_BYTES], b[SM_INDEX_BYTES], c[SM_INDEX_BYTES], d[SM_INDEX_BYTES];
+    sm_blind_index(&k, "jane@example.org", a);
+    sm_blind_index(&k, "jane@example.org", b);
+    sm_blind_index(&k, "john@example.org", c);
+    sm_blind_index(&k2, "jane@example.org", d);
+    assert_memory_equal(a, b, sizeof a);     /* deterministic: lookups work */
+    assert_memory_not_equal(a, c, sizeof a); /* different addresses differ */
+    assert_memory_not_equal(a, d, sizeof a); /* keyed: no key, no dictionary attack */
+    uint8_t plain[32];
+    crypto_hash_sha256(plain, (const uint8_t *)"jane@example.org", 16);
+    assert_memory_not_equal(a, plain, sizeof a);
+}
+
+static void test_keys_and_sealing(void **state)
+{
+    (void)state;
+    sm_keys k = keys(), other = keys();
+    other.data[5] ^= 0x40;
+    uint8_t dek[SM_KEY_BYTES], wrapped[SM_WRAPPED_LEN], back[SM_KEY_BYTES];
+    sm_key_new(&k, ID, dek, wrapped);
+    assert_true(sm_key_unwrap(&k, ID, wrapped, sizeof wrapped, back));
+    assert_memory_equal(dek, back, sizeof dek);
+    assert_false(sm_key_unwrap(&other, ID, wrapped, sizeof wrapped, back)); /* wrong master */
+    assert_false(sm_key_unwrap(&k, "0190c3d4-0000-7000-8000-000000000002", wrapped, sizeof wrapped,
+                               back)); /* bound to the subscriber */
+    assert_null(memmem(wrapped, sizeof wrapped, dek, sizeof dek));
+
+    const char *email = "jane@example.org";
+    uint8_t sealed[64 + SM_SEAL_OVERHEAD];
+    sm_seal(dek, ID, "email", email, strlen(email), sealed);
+    assert_null(memmem(sealed, strlen(email) + SM_SEAL_OVERHEAD, "jane", 4));
+    size_t n = 0;
+    char *p = sm_open(dek, ID, "email", sealed, strlen(email) + SM_SEAL_OVERHEAD, &n);
+    assert_non_null(p);
+    assert_string_equal(p, email);
+    free(p);
+    /* another field, another subscriber, a flipped bit: refused */
+    assert_null(sm_open(dek, ID, "name", sealed, strlen(email) + SM_SEAL_OVERHEAD, NULL));
+    assert_null(sm_open(dek, "x", "email", sealed, strlen(email) + SM_SEAL_OVERHEAD, NULL));
+    sealed[30] ^= 1;
+    assert_null(sm_open(dek, ID, "email", sealed, strlen(email) + SM_SEAL_OVERHEAD, NULL));
+    assert_null(sm_open(dek, ID, "email", sealed, 10, NULL));
+    /* two seals of the same text differ (random nonce) */
+    uint8_t s1[64], s2[64];
+    sm_seal(dek, ID, "name", "Jane", 4, s1);
+    sm_seal(dek, ID, "name", "Jane", 4, s2);
+    assert_memory_not_equal(s1, s2, 4 + SM_SEAL_OVERHEAD);
+}
+
+/* ---------------------------------------------------------------- rules */
+
+static sm_sql compile_ok(const char *json)
+{
+    json_error_t e;
+    json_t *r = json_loads(json, 0, &e);
+    if (!r) fail_msg("bad test JSON: %s", e.text);
+    sm_sql q;
+    char err[256];
+    if (!sm_rule_compile(r, 1, &q, err, sizeof err)) fail_msg("rejected %s: %s", json, err);
+    json_decref(r);
+    return q;
+}
+
+static void compile_bad(const char *json, const char *expect)
+{
+    json_t *r = json_loads(json, JSON_DECODE_ANY, NULL);
+    assert_non_null(r);
+    sm_sql q;
+    char err[256] = "";
+    if (sm_rule_compile(r, 1, &q, err, sizeof err)) fail_msg("accepted %s", json);
+    if (expect && !strstr(err, expect)) fail_msg("error for %s was: %s", json, err);
+    json_decref(r);
+}
+
+static void test_rules_compile(void **state)
+{
+    (void)state;
+    sm_sql q = compile_ok("{\"all\":[{\"field\":\"status\",\"op\":\"eq\",\"value\":\"active\"},"
+                          "{\"any\":[{\"field\":\"attributes.city\",\"op\":\"eq\",\"value\":"
+                          "\"Paris\"},{\"field\":\"attributes.age\",\"op\":\"gte\",\"value\":30}]},"
+                          "{\"not\":{\"field\":\"list\",\"op\":\"in\",\"value\":"
+                          "\"0190c3d4-0000-7000-8000-0000000000aa\"}}]}");
+    assert_int_equal(q.nparams, 7);
+    assert_string_equal(q.params[0], "active");
+    assert_string_equal(q.params[1], "city");
+    assert_string_equal(q.params[2], "\"Paris\"");
+    assert_non_null(strstr(q.sql.data, "$7::uuid"));
+    /* all joins with AND, any with OR */
+    const char *any = strstr(q.sql.data, " OR ");
+    assert_non_null(any);
+    assert_non_null(strstr(q.sql.data, " AND "));
+    assert_true(any > strstr(q.sql.data, "attributes"));
+    assert_null(strstr(q.sql.data, "Paris"));
+    sm_sql_free(&q);
+
+    q = compile_ok(
+        "{\"field\":\"created_at\",\"op\":\"after\",\"value\":\"2026-01-01T00:00:00Z\"}");
+    assert_string_equal(q.params[0], "2026-01-01T00:00:00.000Z");
+    sm_sql_free(&q);
+    q = compile_ok("{\"field\":\"status\",\"op\":\"in\",\"value\":[\"active\",\"bounced\"]}");
+    assert_string_equal(q.params[0], "{active,bounced}");
+    sm_sql_free(&q);
+    q = compile_ok("{\"field\":\"confirmed_at\",\"op\":\"within_days\",\"value\":30}");
+    sm_sql_free(&q);
+    q = compile_ok("{\"field\":\"attributes.vip\",\"op\":\"exists\",\"value\":false}");
+    sm_sql_free(&q);
+
+    compile_bad("{\"field\":\"status\",\"op\":\"eq\",\"value\":\"gone\"}", "status");
+    compile_bad("{\"field\":\"email\",\"op\":\"eq\",\"value\":\"a@b.c\"}", "unknown field");
+    compile_bad("{\"field\":\"status\",\"op\":\"like\",\"value\":\"active\"}", "operator");
+    compile_bad("{\"field\":\"attributes.age\",\"op\":\"gt\",\"value\":\"30\"}", "number");
+    compile_bad("{\"field\":\"created_at\",\"op\":\"after\",\"value\":\"yesterday\"}", "RFC 3339");
+    compile_bad("{\"all\":[]}", "non-empty");
+    compile_bad("{\"all\":[{\"field\":\"status\",\"op\":\"eq\",\"value\":\"active\"}],"
+                "\"any\":[]}",
+                "only key");
+    compile_bad("[]", "object");
+    compile_bad("{\"field\":\"status\",\"op\":\"eq\"}", "exactly");
+    compile_bad("{\"field\":\"status\",\"op\":\"eq\",\"value\":\"active\",\"x\":1}", "exactly");
+    /* too deep */
+    core_buf deep = {0};
+    for (int i = 0; i < 10; i++)
+        core_buf_puts(&deep, "{\"not\":");
+    core_buf_puts(&deep, "{\"field\":\"status\",\"op\":\"eq\",\"value\":\"active\"}");
+    for (int i = 0; i < 10; i++)
+        core_buf_puts(&deep, "}");
+    compile_bad(deep.data, "deep");
+    core_buf_free(&deep);
+    /* too many conditions */
+    core_buf many = {0};
+    core_buf_puts(&many, "{\"any\":[");
+    for (int i = 0; i < 65; i++)
+        core_buf_printf(&many, "%s{\"field\":\"status\",\"op\":\"eq\",\"value\":\"active\"}",
+                        i ? "," : "");
+    core_buf_puts(&many, "]}");
+    compile_bad(many.data, "64");
+    core_buf_free(&many);
+}
+
+static void test_rules_injection(void **state)
+{
+    (void)state;
+    /* SQL in field names, operators and list ids is refused outright */
+    compile_bad("{\"field\":\"status; DROP TABLE subscribers; --\",\"op\":\"eq\",\"value\":"
+                "\"active\"}",
+                NULL);
+    compile_bad("{\"field\":\"attributes.x') OR 1=1 --\",\"op\":\"eq\",\"value\":\"a\"}", NULL);
+    compile_bad("{\"field\":\"status\",\"op\":\"= 'active' OR 1=1 --\",\"value\":\"active\"}",
+                NULL);
+    compile_bad("{\"field\":\"list\",\"op\":\"in\",\"value\":\"x' OR '1'='1\"}", NULL);
+    compile_bad("{\"field\":\"status\",\"op\":\"in\",\"value\":[\"active}','{x\"]}", NULL);
+    /* SQL in values only ever travels as a parameter */
+    const char *evil = "x' OR '1'='1'; DROP TABLE subscribers; --";
+    char json[512];
+    snprintf(json, sizeof json,
+             "{\"any\":[{\"field\":\"attributes.city\",\"op\":\"eq\",\"value\":\"%s\"},"
+             "{\"field\":\"attributes.city\",\"op\":\"contains\",\"value\":\"%s\"}]}",
+             evil, evil);
+    sm_sql q = compile_ok(json);
+    assert_null(strstr(q.sql.data, "DROP"));
+    assert_null(strstr(q.sql.data, "'1'"));
+    bool found = false;
+    for (int i = 0; i < q.nparams; i++)
+        if (strstr(q.params[i], "DROP TABLE")) found = true;
+    assert_true(found);
+    /* the SQL text is made only of our fixed fragments: no quote other than ours */
+    const char *allowed[] = {"'unsubscribed'", "'number'", NULL};
+    core_buf copy = {0};
+    core_buf_puts(&copy, q.sql.data);
+    for (int i = 0; allowed[i]; i++) {
+        char *p;
+        while ((p = strstr(copy.data, allowed[i])))
+            memset(p, '_', strlen(allowed[i]));
+    }
+    assert_null(strchr(copy.data, '\''));
+    assert_null(strchr(copy.data, ';'));
+    core_buf_free(&copy);
+    sm_sql_free(&q);
+}
+
+/* ---------------------------------------------------------------- CSV */
+
+typedef struct recs {
+    int n;
+    char out[2048];
+    int errors;
+} recs;
+
+static void on_rec(void *ud, int64_t recno, char **f, const size_t *lens, int n, const char *error)
+{
+    recs *r = ud;
+    r->n++;
+    if (error) {
+        r->errors++;
+        return;
+    }
+    size_t at = strlen(r->out);
+    snprintf(r->out + at, sizeof r->out - at, "%lld:", (long long)recno);
+    for (int i = 0; i < n; i++) {
+        at = strlen(r->out);
+        snprintf(r->out + at, sizeof r->out - at, "[%.*s]", (int)lens[i], f[i]);
+    }
+    at = strlen(r->out);
+    snprintf(r->out + at, sizeof r->out - at, "|");
+}
+
+static void parse_in_pieces(const char *text, size_t piece, recs *r)
+{
+    sm_csv c;
+    sm_csv_init(&c);
+    size_t len = strlen(text);
+    for (size_t i = 0; i < len; i += piece)
+        sm_csv_feed(&c, text + i, len - i < piece ? len - i : piece, on_rec, r);
+    sm_csv_finish(&c, on_rec, r);
+    sm_csv_free(&c);
+}
+
+static void test_csv(void **state)
+{
+    (void)state;
+    const char *text = "email,name\r\na@b.com,\"Doe, Jane\"\r\n\"x\"\"y@b.com\",\"multi\nline\"\n"
+                       "\nlast@b.com,end";
+    const char *want = "1:[email][name]|2:[a@b.com][Doe, Jane]|3:[x\"y@b.com][multi\nline]|"
+                       "5:[last@b.com][end]|";
+    for (size_t piece = 1; piece <= strlen(text); piece++) {
+        recs r = {0};
+        parse_in_pieces(text, piece, &r);
+        if (strcmp(r.out, want) != 0) fail_msg("piece %zu: %s", piece, r.out);
+    }
+    /* a field that is too long is an error for its record only */
+    core_buf big = {0};
+    core_buf_puts(&big, "a,b\n");
+    for (int i = 0; i < SM_CSV_FIELD_MAX + 10; i++)
+        core_buf_puts(&big, "x");
+    core_buf_puts(&big, ",y\nc,d\n");
+    recs r = {0};
+    parse_in_pieces(big.data, 1000, &r);
+    assert_int_equal(r.n, 3);
+    assert_int_equal(r.errors, 1);
+    assert_non_null(strstr(r.out, "[c][d]"));
+    core_buf_free(&big);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_email),         cmocka_unit_test(test_name),
+        cmocka_unit_test(test_blind_index),   cmocka_unit_test(test_keys_and_sealing),
+        cmocka_unit_test(test_rules_compile), cmocka_unit_test(test_rules_injection),
+        cmocka_unit_test(test_csv),
+    };
+    return cmocka_run_group_tests_name("subscriber-manager domain", tests, NULL, NULL);
+}
