@@ -166,6 +166,10 @@ void db_inbox_claim(db_txn *t, const char *consumer, const char *event_id, db_cl
  * (core_log_trace) or a new trace. The result has columns id and ce_id. An insert trigger
  * wakes the relay (NOTIFY) when the transaction commits. */
 void db_outbox_add(db_txn *t, const struct bus_record *r, db_txn_cb cb, void *data);
+/* The same for n records (1..1000) in one statement, one row each, in order: one round trip
+ * for a batch of events (the scraper writes an event per stored item). */
+void db_outbox_add_many(db_txn *t, const struct bus_record *recs, size_t n, db_txn_cb cb,
+                        void *data);
 
 /* ------------------------------------------------------------------ outbox relay */
 

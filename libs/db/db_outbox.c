@@ -23,37 +23,37 @@ static void fail_txn_call(db_txn *t, const char *msg, db_txn_cb cb, void *data)
     dbi_txn_fail(t, msg, cb, data);
 }
 
-void db_outbox_add(db_txn *t, const struct bus_record *r, db_txn_cb cb, void *data)
+/* What is wrong with a record before any SQL, or NULL. */
+static const char *record_problem(const struct bus_record *r)
 {
-    if (!t) {
-        core_log_error("db_outbox_add: txn is NULL");
-        return;
-    }
-    const char *problem = NULL;
-    if (!r)
-        problem = "db_outbox_add: record is NULL";
-    else if (!r->topic || !*r->topic)
-        problem = "db_outbox_add: record has no topic";
-    else if (!r->ce_type || !*r->ce_type)
-        problem = "db_outbox_add: record has no ce_type";
-    else if (r->key_len && !r->key)
-        problem = "db_outbox_add: key_len without key";
-    else if (r->value_len && !r->value)
-        problem = "db_outbox_add: value_len without value";
-    else if (r->key_len > INT32_MAX || r->value_len > INT32_MAX)
-        problem = "db_outbox_add: key or value too large";
-    if (problem) {
-        fail_txn_call(t, problem, cb, data);
-        return;
-    }
+    if (!r) return "db_outbox_add: record is NULL";
+    if (!r->topic || !*r->topic) return "db_outbox_add: record has no topic";
+    if (!r->ce_type || !*r->ce_type) return "db_outbox_add: record has no ce_type";
+    if (r->key_len && !r->key) return "db_outbox_add: key_len without key";
+    if (r->value_len && !r->value) return "db_outbox_add: value_len without value";
+    if (r->key_len > INT32_MAX || r->value_len > INT32_MAX)
+        return "db_outbox_add: key or value too large";
+    return NULL;
+}
+
+/* The 11 parameters of one record; the strings it makes are owned by *owned (free them after
+ * the statement is submitted). false when a header cannot be encoded. */
+typedef struct record_params {
     char partition[16];
-    snprintf(partition, sizeof partition, "%d", (int)r->partition);
     char ce_id[CORE_UUID_STRLEN + 1];
-    if (!r->ce_id || !*r->ce_id) core_uuid_v7_string(ce_id);
     char ce_time[CORE_RFC3339_LEN + 1];
-    core_format_rfc3339(r->ce_time_ms > 0 ? r->ce_time_ms : core_now_unix_ms(), ce_time);
-    /* The current trace, so the event carries the request that caused it. */
     char traceparent[CORE_TRACEPARENT_LEN + 1];
+    char *headers;
+} record_params;
+
+static bool record_fill(const struct bus_record *r, record_params *rp, const char **vals,
+                        int *lengths, int *formats)
+{
+    static const uint8_t empty[1] = {0};
+    snprintf(rp->partition, sizeof rp->partition, "%d", (int)r->partition);
+    if (!r->ce_id || !*r->ce_id) core_uuid_v7_string(rp->ce_id);
+    core_format_rfc3339(r->ce_time_ms > 0 ? r->ce_time_ms : core_now_unix_ms(), rp->ce_time);
+    /* The current trace, so the event carries the request that caused it. */
     if (!r->traceparent || !*r->traceparent) {
         char trace_id[CORE_TRACE_ID_LEN + 1], span_id[CORE_SPAN_ID_LEN + 1];
         const char *cur = core_log_trace();
@@ -62,7 +62,7 @@ void db_outbox_add(db_txn *t, const struct bus_record *r, db_txn_cb cb, void *da
         else
             core_trace_id_new(trace_id);
         core_span_id_new(span_id);
-        core_traceparent_format(traceparent, trace_id, span_id, 1);
+        core_traceparent_format(rp->traceparent, trace_id, span_id, 1);
     }
     dbi_header *hs = NULL;
     if (r->nheaders) {
@@ -71,35 +71,107 @@ void db_outbox_add(db_txn *t, const struct bus_record *r, db_txn_cb cb, void *da
         for (size_t i = 0; i < r->nheaders; i++)
             hs[i] = (dbi_header){r->headers[i].name, r->headers[i].value, r->headers[i].len};
     }
-    char *headers = dbi_headers_encode(hs, r->nheaders);
+    rp->headers = dbi_headers_encode(hs, r->nheaders);
     free(hs);
-    if (!headers) {
-        fail_txn_call(t, "db_outbox_add: a header has no name, or a name that is not UTF-8", cb,
-                      data);
-        return;
-    }
-    static const uint8_t empty[1] = {0};
-    const char *vals[11] = {
-        r->topic,
-        r->partition >= 0 ? partition : NULL,
-        r->key ? (const char *)r->key : NULL,
-        (r->ce_id && *r->ce_id) ? r->ce_id : ce_id,
-        r->ce_type,
-        ce_time,
-        r->ce_subject,
-        (r->content_type && *r->content_type) ? r->content_type : BUS_CONTENT_TYPE_PROTOBUF,
-        (r->traceparent && *r->traceparent) ? r->traceparent : traceparent,
-        headers,
-        r->value ? (const char *)r->value : (const char *)empty,
-    };
-    int lengths[11] = {0};
-    int formats[11] = {0};
+    if (!rp->headers) return false;
+    vals[0] = r->topic;
+    vals[1] = r->partition >= 0 ? rp->partition : NULL;
+    vals[2] = r->key ? (const char *)r->key : NULL;
+    vals[3] = (r->ce_id && *r->ce_id) ? r->ce_id : rp->ce_id;
+    vals[4] = r->ce_type;
+    vals[5] = rp->ce_time;
+    vals[6] = r->ce_subject;
+    vals[7] = (r->content_type && *r->content_type) ? r->content_type : BUS_CONTENT_TYPE_PROTOBUF;
+    vals[8] = (r->traceparent && *r->traceparent) ? r->traceparent : rp->traceparent;
+    vals[9] = rp->headers;
+    vals[10] = r->value ? (const char *)r->value : (const char *)empty;
+    for (int i = 0; i < 11; i++)
+        lengths[i] = formats[i] = 0;
     lengths[2] = (int)r->key_len;
     formats[2] = 1;
     lengths[10] = (int)r->value_len;
     formats[10] = 1;
+    return true;
+}
+
+/* At most this many records per statement (11 parameters each; PostgreSQL allows 65535). */
+#define OUTBOX_MAX_BATCH 1000
+
+void db_outbox_add_many(db_txn *t, const struct bus_record *recs, size_t n, db_txn_cb cb,
+                        void *data)
+{
+    if (!t) {
+        core_log_error("db_outbox_add: txn is NULL");
+        return;
+    }
+    if (!recs || n == 0 || n > OUTBOX_MAX_BATCH) {
+        fail_txn_call(t, "db_outbox_add_many: between 1 and 1000 records", cb, data);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *problem = record_problem(&recs[i]);
+        if (problem) {
+            fail_txn_call(t, problem, cb, data);
+            return;
+        }
+    }
+    record_params *rps = calloc(n, sizeof *rps);
+    const char **vals = calloc(n * 11, sizeof *vals);
+    int *lengths = calloc(n * 11, sizeof *lengths);
+    int *formats = calloc(n * 11, sizeof *formats);
+    if (!rps || !vals || !lengths || !formats) abort();
+    bool ok = true;
+    for (size_t i = 0; i < n && ok; i++)
+        ok = record_fill(&recs[i], &rps[i], vals + 11 * i, lengths + 11 * i, formats + 11 * i);
+    if (!ok) {
+        fail_txn_call(t, "db_outbox_add: a header has no name, or a name that is not UTF-8", cb,
+                      data);
+    } else {
+        core_buf sql = {0};
+        core_buf_puts(&sql, "INSERT INTO outbox (topic, kafka_partition, key, ce_id, ce_type, "
+                            "ce_time, ce_subject, content_type, traceparent, headers, payload) "
+                            "VALUES ");
+        for (size_t i = 0; i < n; i++) {
+            size_t b = 11 * i;
+            core_buf_printf(&sql,
+                            "%s($%zu, $%zu::integer, $%zu, $%zu, $%zu, $%zu::timestamptz, $%zu, "
+                            "$%zu, $%zu, $%zu::jsonb, $%zu)",
+                            i ? ", " : "", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8,
+                            b + 9, b + 10, b + 11);
+        }
+        core_buf_puts(&sql, " RETURNING id, ce_id");
+        db_txn_query_params(t, sql.data, (int)(11 * n), vals, lengths, formats, cb, data);
+        core_buf_free(&sql);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(rps[i].headers);
+    free(rps);
+    free(vals);
+    free(lengths);
+    free(formats);
+}
+
+void db_outbox_add(db_txn *t, const struct bus_record *r, db_txn_cb cb, void *data)
+{
+    if (!t) {
+        core_log_error("db_outbox_add: txn is NULL");
+        return;
+    }
+    const char *problem = record_problem(r);
+    if (problem) {
+        fail_txn_call(t, problem, cb, data);
+        return;
+    }
+    record_params rp = {0};
+    const char *vals[11];
+    int lengths[11], formats[11];
+    if (!record_fill(r, &rp, vals, lengths, formats)) {
+        fail_txn_call(t, "db_outbox_add: a header has no name, or a name that is not UTF-8", cb,
+                      data);
+        return;
+    }
     db_txn_query_params(t, outbox_insert_sql, 11, vals, lengths, formats, cb, data);
-    free(headers);
+    free(rp.headers);
 }
 
 typedef struct claim_ctx {
