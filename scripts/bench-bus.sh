@@ -17,6 +17,7 @@
 #   two sides each round so background noise hits both). The ratio that counts compares medians:
 #   ConsumerPerformance swings by 2x between identical runs here (JIT, GC), and a best-of ratio
 #   would compare our typical run with its luckiest one. The best-of ratio is printed beside it.
+# shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
@@ -49,7 +50,8 @@ trap cleanup EXIT
 
 # TopicCommand's log4j chatter goes nowhere; its own error is shown if it fails.
 new_topic() {
-    local t="bench.$1.$(date +%s).$$"
+    local t
+    t="bench.$1.$(date +%s).$$"
     if ! java -cp "$JAVA_CP" org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_BOOTSTRAP" \
         --create --topic "$t" --partitions "$PARTS" --replication-factor 1 >"$errlog" 2>&1; then
         grep -v -e '^log4j' -e 'SLF4J' "$errlog" >&2 || true
@@ -107,9 +109,9 @@ m_bus_consume() { v="$(bus_consume "$tj")"; row "$r" "libs/bus consumer (same to
 
 log "bench: $N records of $SIZE bytes, acks=all, $PARTS partitions, $ROUNDS rounds (alternating)"
 for r in $(seq 1 "$ROUNDS"); do
-    tj="$(new_topic java$r)"
-    tb="$(new_topic bus$r)"
-    te="$(new_topic env$r)"
+    tj="$(new_topic "java$r")"
+    tb="$(new_topic "bus$r")"
+    te="$(new_topic "env$r")"
     if ((r % 2)); then m_java_produce; m_bus_produce; else m_bus_produce; m_java_produce; fi
     v="$(bus_produce "$te")"
     row "$r" "libs/bus producer (CloudEvents)" "$v"

@@ -3,6 +3,15 @@
  * committed by librdkafka's auto-commit, or by close) only after the handler said BUS_OK, or
  * after the dead letter's delivery report came back without error. Retries wait on a uv timer
  * with full-jitter exponential backoff and redeliver the same message.
+ *
+ * Messages are pulled from librdkafka in batches (rd_kafka_consume_batch_queue: one call, one
+ * poll timestamp, per batch instead of per message) into a small buffer and handed out one at a
+ * time from there. Rebalance callbacks run inside that call: they drop buffered messages of
+ * revoked partitions, and the messages the call itself returns are checked against the
+ * assignment afterwards (consumer_filter_unassigned). The batch size adapts to the handlers: a
+ * batch should be handed out within CONSUMER_BATCH_TARGET_MS, so slow handlers get batches of
+ * one, as before; a batch that overruns it pulls one more message every CONSUMER_BATCH_TARGET_MS
+ * to keep rebalances and max.poll.interval.ms served.
  */
 #include "bus_internal.h"
 
@@ -36,8 +45,15 @@ struct bus_consumer {
     uint64_t started_ms; /* loop time: no clock read per message; sub-ms handlers read 0 */
     unsigned dlq_tries;
     char error[512];
-    /* One message pulled while busy (to serve rebalances and the poll interval). */
-    rd_kafka_message_t *stash;
+    /* Messages pulled from librdkafka and not yet handed out: buf[head..len), in the order
+     * librdkafka returned them (so per partition in offset order). */
+    rd_kafka_message_t **buf;
+    size_t head, len;
+    size_t batch_want; /* size of the next batch pulled while idle */
+    size_t batch_n;    /* size of the batch being handed out; 0: not measured */
+    uint64_t batch_t0; /* uv_hrtime when it was pulled */
+    uint64_t batch_ms; /* loop time of the last pull */
+    bool rebalanced;   /* a rebalance callback ran during the current pull */
     bool in_pump;
     uv_timer_t retry_timer;
 
@@ -66,14 +82,21 @@ struct bus_consumer {
     int own_handles;
 
     core_metric *m_consumed, *m_dead, *m_seconds;
-    /* BUS_OK counts are added per run of one topic, not per message. */
+    /* BUS_OK counts and handler durations reach the registry per run of one topic (and, for
+     * durations, of one value: sub-millisecond handlers all read 0), not per message. */
     const char *m_topic;
     char m_topic_buf[256];
     double m_ok;
+    uint64_t m_dur_ms, m_dur_n;
 };
 
 /* Messages handed out per wake-up before yielding to the rest of the loop. */
 #define CONSUMER_PUMP_BUDGET 512
+/* Largest batch pulled from librdkafka at once. */
+#define CONSUMER_BATCH_MAX 512
+/* A batch should be handed out within this time; slower, the next one is smaller. */
+#define CONSUMER_BATCH_TARGET_MS 10u
+#define CONSUMER_BATCH_TARGET_NS (CONSUMER_BATCH_TARGET_MS * 1000u * 1000u)
 
 static void consumer_pump(bus_consumer *c);
 static void consumer_maybe_final(bus_consumer *c);
@@ -83,18 +106,35 @@ static void consumer_dead_letter(bus_consumer *c);
 
 static void consumer_metrics_flush(bus_consumer *c)
 {
+    if (!c->m_topic) return;
     if (c->m_ok > 0) core_counter_add(c->m_consumed, c->m_ok, c->m_topic_buf, "ok");
+    if (c->m_dur_n > 0)
+        core_histogram_observe_n(c->m_seconds, (double)c->m_dur_ms / 1e3, c->m_dur_n,
+                                 c->m_topic_buf);
     c->m_ok = 0;
+    c->m_dur_n = 0;
+    c->m_topic = NULL; /* the next burst copies the name again: never a stale pointer */
 }
 
-static void consumer_count_ok(bus_consumer *c, const char *topic)
+/* Makes topic the one the tallies are for. */
+static void consumer_metrics_topic(bus_consumer *c, const char *topic)
 {
-    if (topic != c->m_topic) {
-        consumer_metrics_flush(c);
-        c->m_topic = topic;
-        snprintf(c->m_topic_buf, sizeof c->m_topic_buf, "%s", topic);
+    if (topic == c->m_topic) return;
+    consumer_metrics_flush(c);
+    c->m_topic = topic;
+    snprintf(c->m_topic_buf, sizeof c->m_topic_buf, "%s", topic);
+}
+
+static void consumer_observe_duration(bus_consumer *c, const char *topic, uint64_t ms)
+{
+    consumer_metrics_topic(c, topic);
+    if (c->m_dur_n > 0 && c->m_dur_ms != ms) {
+        core_histogram_observe_n(c->m_seconds, (double)c->m_dur_ms / 1e3, c->m_dur_n,
+                                 c->m_topic_buf);
+        c->m_dur_n = 0;
     }
-    c->m_ok += 1;
+    c->m_dur_ms = ms;
+    c->m_dur_n++;
 }
 
 /* ---------------------------------------------------------------- the message in flight */
@@ -157,6 +197,7 @@ static void consumer_finish(bus_consumer *c, bool store)
         consumer_store_later(c);
         if (!c->in_pump) consumer_store_pending(c);
     }
+    if (!c->in_pump) consumer_metrics_flush(c); /* a pump flushes once, at its end */
     rd_kafka_message_destroy(c->rkm);
     c->rkm = NULL;
     c->cur.hdrs = NULL;
@@ -290,9 +331,9 @@ void bus_done(bus_consumer *c, const bus_message *m, bus_result result, const ch
         return;
     }
     const char *topic = c->cur.msg.topic;
-    core_histogram_observe(c->m_seconds, (double)(uv_now(c->cl.loop) - c->started_ms) / 1e3, topic);
+    consumer_observe_duration(c, topic, uv_now(c->cl.loop) - c->started_ms);
     if (result == BUS_OK) {
-        consumer_count_ok(c, topic);
+        c->m_ok += 1; /* for c->m_topic, which consumer_observe_duration just made topic */
         consumer_finish(c, true);
         return;
     }
@@ -340,6 +381,81 @@ static void consumer_log_error_message(const rd_kafka_message_t *m)
                   CORE_F_STR("error", rd_kafka_message_errstr(m)), CORE_LOG_END);
 }
 
+/* Destroys a pulled message that will not be handed out. */
+static void consumer_drop(rd_kafka_message_t *m)
+{
+    if (m->err) consumer_log_error_message(m);
+    rd_kafka_message_destroy(m);
+}
+
+/* After a fill during which a rebalance callback ran: librdkafka 2.0's batch API can return
+ * messages of partitions revoked during the call (2.0.0 release notes, "Known Issues"). Keep
+ * only those of partitions assigned now; a partition taken away and given back within the
+ * call keeps its messages, which librdkafka's version barrier has already sorted out. */
+static void consumer_filter_unassigned(bus_consumer *c)
+{
+    rd_kafka_topic_partition_list_t *a = NULL;
+    if (rd_kafka_assignment(c->cl.rk, &a) != RD_KAFKA_RESP_ERR_NO_ERROR) a = NULL;
+    size_t kept = c->head;
+    for (size_t i = c->head; i < c->len; i++) {
+        rd_kafka_message_t *m = c->buf[i];
+        if (!a || !rd_kafka_topic_partition_list_find(a, rd_kafka_topic_name(m->rkt), m->partition))
+            rd_kafka_message_destroy(m);
+        else
+            c->buf[kept++] = m;
+    }
+    c->len = kept;
+    if (a) rd_kafka_topic_partition_list_destroy(a);
+}
+
+/* Pulls up to max messages onto the end of the buffer (serving callbacks on the way); error
+ * events are logged and dropped. Returns how many librdkafka gave, dropped ones included. */
+static size_t consumer_pull(bus_consumer *c, size_t max)
+{
+    if (c->head == c->len) {
+        c->head = c->len = 0;
+    } else if (c->head > 0) {
+        memmove(c->buf, c->buf + c->head, (c->len - c->head) * sizeof *c->buf);
+        c->len -= c->head;
+        c->head = 0;
+    }
+    if (max > CONSUMER_BATCH_MAX - c->len) max = CONSUMER_BATCH_MAX - c->len;
+    if (max == 0) return 0;
+    /* librdkafka writes buf[start..]; a rebalance callback during the call may compact
+     * buf[0..len) meanwhile, so len can end up below start. */
+    size_t start = c->len;
+    c->rebalanced = false;
+    c->batch_ms = uv_now(c->cl.loop);
+    ssize_t n = rd_kafka_consume_batch_queue(c->cl.q, 0, c->buf + start, max);
+    size_t kept = c->len;
+    for (ssize_t i = 0; i < n; i++) {
+        rd_kafka_message_t *m = c->buf[start + (size_t)i];
+        if (m->err || c->closing)
+            consumer_drop(m);
+        else
+            c->buf[kept++] = m;
+    }
+    c->len = kept;
+    if (c->rebalanced && c->len > 0 && c->store_offsets) consumer_filter_unassigned(c);
+    return n > 0 ? (size_t)n : 0;
+}
+
+/* Called once the last message of a measured batch has been handed out: a batch handed out
+ * well within the target doubles the next one (when it was full), a slow one halves it. */
+static void consumer_batch_drained(bus_consumer *c)
+{
+    if (c->batch_n == 0) return;
+    uint64_t took = uv_hrtime() - c->batch_t0;
+    if (took > CONSUMER_BATCH_TARGET_NS) {
+        c->batch_want = c->batch_want > 1 ? c->batch_want / 2 : 1;
+    } else if (c->batch_n >= c->batch_want && took < CONSUMER_BATCH_TARGET_NS / 4 &&
+               c->batch_want < CONSUMER_BATCH_MAX) {
+        c->batch_want *= 2;
+        if (c->batch_want > CONSUMER_BATCH_MAX) c->batch_want = CONSUMER_BATCH_MAX;
+    }
+    c->batch_n = 0;
+}
+
 static void consumer_pump(bus_consumer *c)
 {
     if (c->in_pump || c->closing || c->cl.shutting_down) return;
@@ -347,46 +463,41 @@ static void consumer_pump(bus_consumer *c)
     int budget = CONSUMER_PUMP_BUDGET;
     while (budget > 0 && !c->closing) {
         if (c->state != CUR_IDLE) {
-            /* Busy: pull one message ahead so rebalance callbacks and the poll interval are
+            /* Busy: keep one message ahead so rebalance callbacks and the poll interval are
              * served, then stop pulling until the handler is done. */
-            if (!c->stash) {
-                rd_kafka_message_t *m = rd_kafka_consumer_poll(c->cl.rk, 0);
-                if (m && m->err) {
-                    consumer_log_error_message(m);
-                    rd_kafka_message_destroy(m);
-                } else if (m && !c->closing && c->state != CUR_IDLE) {
-                    c->stash = m;
-                } else if (m) {
-                    /* The revocation of the busy message's partition freed us meanwhile. */
-                    if (c->closing) {
-                        rd_kafka_message_destroy(m);
-                    } else {
-                        budget--;
-                        consumer_dispatch(c, m);
-                    }
-                    continue;
-                }
+            if (c->head == c->len) {
+                consumer_batch_drained(c); /* the last of the batch is out: measure it */
+                consumer_pull(c, 1);       /* not a measured batch */
+                /* The revocation of the busy message's partition may have freed us. */
+                if (c->state == CUR_IDLE) continue;
             }
             break;
         }
-        rd_kafka_message_t *m = c->stash;
-        c->stash = NULL;
-        if (!m) m = rd_kafka_consumer_poll(c->cl.rk, 0);
-        if (!m) break;
-        if (m->err) {
-            consumer_log_error_message(m);
-            rd_kafka_message_destroy(m);
+        if (c->head == c->len) {
+            consumer_batch_drained(c);
+            size_t got = consumer_pull(c, c->batch_want);
+            if (c->head == c->len) {
+                if (got == 0) break; /* librdkafka's queue is empty: its wake-up comes next */
+                budget -= (int)got;  /* all dropped (errors, revoked): there may be more */
+                continue;
+            }
+            c->batch_n = c->len;
+            c->batch_t0 = uv_hrtime();
+            /* A callback served by the pull may have started closing. */
             continue;
         }
-        if (c->closing || c->state != CUR_IDLE) {
-            /* A callback served by the poll above started closing. */
-            rd_kafka_message_destroy(m);
-            break;
+        if (uv_now(c->cl.loop) - c->batch_ms >= CONSUMER_BATCH_TARGET_MS) {
+            /* This batch overruns (slow handlers after fast ones): serve librdkafka's queue
+             * (rebalances, max.poll.interval.ms) by pulling one more, as the busy path does. */
+            c->batch_ms = uv_now(c->cl.loop);
+            consumer_pull(c, 1);
+            continue;
         }
+        rd_kafka_message_t *m = c->buf[c->head++];
         budget--;
         consumer_dispatch(c, m);
     }
-    if (budget == 0 && c->state == CUR_IDLE && !c->closing) bus_client_kick(&c->cl);
+    if (budget <= 0 && c->state == CUR_IDLE && !c->closing) bus_client_kick(&c->cl);
     consumer_store_pending(c);
     consumer_metrics_flush(c);
     c->in_pump = false;
@@ -401,13 +512,20 @@ static void consumer_drain(bus_client *cl)
 
 static void consumer_revoke(bus_consumer *c, const rd_kafka_topic_partition_list_t *parts)
 {
+    c->rebalanced = true;
     for (int i = 0; i < parts->cnt; i++) {
         const rd_kafka_topic_partition_t *tp = &parts->elems[i];
-        if (c->stash && c->stash->partition == tp->partition &&
-            strcmp(rd_kafka_topic_name(c->stash->rkt), tp->topic) == 0) {
-            rd_kafka_message_destroy(c->stash);
-            c->stash = NULL;
+        /* Buffered messages of the partition are not ours any more. */
+        size_t kept = c->head;
+        for (size_t j = c->head; j < c->len; j++) {
+            rd_kafka_message_t *m = c->buf[j];
+            if (m->partition == tp->partition &&
+                strcmp(rd_kafka_topic_name(m->rkt), tp->topic) == 0)
+                rd_kafka_message_destroy(m);
+            else
+                c->buf[kept++] = m;
         }
+        c->len = kept;
         if (!c->rkm || c->rkm->partition != tp->partition ||
             strcmp(c->cur.msg.topic, tp->topic) != 0)
             continue;
@@ -542,8 +660,17 @@ static void consumer_assign_start(bus_consumer *c)
 
 /* ---------------------------------------------------------------- life cycle */
 
+static void consumer_buffer_clear(bus_consumer *c)
+{
+    for (size_t i = c->head; i < c->len; i++)
+        rd_kafka_message_destroy(c->buf[i]);
+    c->head = c->len = 0;
+}
+
+/* The buffer is emptied by bus_consumer_close, before the handle is destroyed. */
 static void consumer_free(bus_consumer *c)
 {
+    free(c->buf);
     free(c->pending);
     if (c->topics) {
         for (size_t i = 0; c->topics[i]; i++)
@@ -573,6 +700,9 @@ bus_consumer *bus_consumer_new(uv_loop_t *loop, const bus_consumer_config *cfg, 
     }
     c->handler = handler;
     c->data = data;
+    c->buf = calloc(CONSUMER_BATCH_MAX, sizeof *c->buf);
+    if (!c->buf) abort();
+    c->batch_want = 1;
     c->dlq = cfg->dlq_producer;
     c->all_partitions = cfg->all_partitions;
     c->store_offsets = !cfg->all_partitions;
@@ -697,10 +827,7 @@ void bus_consumer_close(bus_consumer *c, void (*done)(void *data), void *data)
     c->close_done = done;
     c->close_data = data;
     uv_timer_stop(&c->assign_timer);
-    if (c->stash) {
-        rd_kafka_message_destroy(c->stash);
-        c->stash = NULL;
-    }
+    consumer_buffer_clear(c);
     if (c->state == CUR_BACKOFF || c->state == CUR_DLQ_BACKOFF) {
         /* Waiting to retry: give it back (not stored, so redelivered after the restart). */
         uv_timer_stop(&c->retry_timer);

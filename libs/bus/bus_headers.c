@@ -97,22 +97,55 @@ static uint64_t bus_mix64(uint64_t x)
     return x ^ (x >> 31);
 }
 
+/* x as 16 lower-case hex digits (no NUL), two digits per table lookup. */
+static void bus_hex64(char *out, uint64_t x)
+{
+    static const char pairs[513] =
+        "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+        "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f"
+        "404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f"
+        "606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f"
+        "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f"
+        "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
+        "c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf"
+        "e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
+    for (int i = 0; i < 8; i++)
+        memcpy(out + 2 * i, pairs + 2 * ((x >> (56 - 8 * i)) & 0xff), 2);
+}
+
 /* A record that arrived without a traceparent gets a trace id derived from where it sits in the
  * log, not a random one: each redelivery and retry of that record then logs under the same id,
  * and no randomness is spent per message on the consumer's hot path. */
 void bus_trace_id_from_position(char out[CORE_TRACE_ID_LEN + 1], const char *topic,
                                 int32_t partition, int64_t offset)
 {
-    static const char hex[] = "0123456789abcdef";
-    uint64_t h = 1469598103934665603ull; /* FNV-1a of the topic name */
-    for (const char *p = topic ? topic : ""; *p; p++)
-        h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    /* FNV-1a of the topic name, remembered for the last name seen on this thread: a consumer
+     * asks for the same few topics over and over. The name is compared with our own copy, so a
+     * different topic at the same address is never mistaken for the cached one. */
+    static _Thread_local struct {
+        bool set;
+        uint64_t hash;
+        char name[256];
+    } last;
+    if (!topic) topic = "";
+    uint64_t h;
+    if (last.set && strcmp(topic, last.name) == 0) {
+        h = last.hash;
+    } else {
+        h = 1469598103934665603ull;
+        size_t len = 0;
+        for (const char *p = topic; *p; p++, len++)
+            h = (h ^ (uint8_t)*p) * 1099511628211ull;
+        if (len < sizeof last.name) {
+            memcpy(last.name, topic, len + 1);
+            last.hash = h;
+            last.set = true;
+        }
+    }
     uint64_t hi = bus_mix64(h ^ (uint64_t)(uint32_t)partition);
     uint64_t lo = bus_mix64(hi ^ (uint64_t)offset) | 1; /* never all zero (W3C) */
-    for (int i = 0; i < 16; i++) {
-        out[i] = hex[(hi >> (60 - 4 * i)) & 15];
-        out[16 + i] = hex[(lo >> (60 - 4 * i)) & 15];
-    }
+    bus_hex64(out, hi);
+    bus_hex64(out + 16, lo);
     out[CORE_TRACE_ID_LEN] = '\0';
 }
 

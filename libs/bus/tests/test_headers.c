@@ -397,6 +397,15 @@ static void test_trace_id_from_position(void **state)
     assert_string_not_equal(a, d);
     bus_trace_id_from_position(d, "content.items", 4, 1234);
     assert_string_not_equal(a, d);
+    /* The same ids as ever (they are in logs and traces already), whatever was asked before:
+     * the topic's hash is cached per thread. */
+    assert_string_equal(a, "ea9625d8293a9f498eb60e339e255eff");
+    bus_trace_id_from_position(d, "x", 0, 0);
+    assert_string_equal(d, "5162a98576489f41a4e47a73575fb3fb");
+    bus_trace_id_from_position(d, "content.items", 3, 1234);
+    assert_string_equal(d, "ea9625d8293a9f498eb60e339e255eff");
+    bus_trace_id_from_position(d, NULL, 7, -1); /* NULL is "" */
+    assert_string_equal(d, "d77dd16248f2e59913d2cf0e2373dd9f");
     char t[CORE_TRACE_ID_LEN + 1], sp[CORE_SPAN_ID_LEN + 1];
     core_traceparent_format(tp, a, "00f067aa0ba902b7", 1);
     assert_true(core_traceparent_parse(tp, t, sp, NULL)); /* lower-case hex, not all zero */
