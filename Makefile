@@ -157,7 +157,7 @@ $(foreach t,$(PROG_SRC),$(eval $(call TEST_template,$(t),$(patsubst tests/progra
 DASH := services/dashboard
 DASH_OUT ?= build/dashboard
 DASH_STAMP := $(DASH)/node_modules/.ci-stamp
-DASH_SRC := $(shell find $(DASH)/src $(DASH)/public -type f 2>/dev/null) \
+DASH_SRC := $(shell find $(DASH)/src $(DASH)/public -type f ! -name '*.test.ts' 2>/dev/null) \
 	$(wildcard $(DASH)/index.html $(DASH)/vite.config.ts $(DASH)/tsconfig.json)
 ifneq ($(shell command -v npm 2>/dev/null),)
 DASHBOARD := $(DASH_OUT)/index.html

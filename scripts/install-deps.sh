@@ -16,6 +16,9 @@ PACKAGES=(
     curl procps iproute2 python3
     # benchmarks: the HTTP load generator (make bench)
     wrk
+    # the dashboard's browser tests: playwright-core drives Debian's Chromium (no browser
+    # download); node (>= 20.19) and npm build the dashboard where the machine has them
+    chromium
 )
 
 # dpkg-query prints nothing for, and exits 1 on, packages it has never seen: hence `|| true` and

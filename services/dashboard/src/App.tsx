@@ -1,0 +1,97 @@
+import { NavLink, Navigate, Route, Routes } from "react-router-dom";
+import { useAuth } from "./useAuth";
+import { auth } from "./lib/auth";
+import { ContentList } from "./pages/ContentList";
+import { ContentNew } from "./pages/ContentNew";
+import { ContentDetail } from "./pages/ContentDetail";
+import { SystemPage } from "./pages/System";
+import { SignIn } from "./pages/SignIn";
+import { ServicePending } from "./pages/ServicePending";
+
+export function App() {
+  const { state } = useAuth();
+  const needsSignIn = state.mode === "signed-out";
+  return (
+    <div className="app">
+      <a className="skip" href="#main">
+        Skip to content
+      </a>
+      <header className="top">
+        <span className="brand">Content engine</span>
+        <nav aria-label="Main">
+          <NavLink to="/content">Content</NavLink>
+          <NavLink to="/sources">Sources</NavLink>
+          <NavLink to="/subscribers">Subscribers</NavLink>
+          <NavLink to="/system">System</NavLink>
+        </nav>
+        <div className="who">
+          {state.mode === "signed-in" && (
+            <>
+              <span className="small">
+                {state.user.email} · <span data-testid="role">{state.user.role}</span>
+              </span>
+              <button className="link" onClick={() => void auth.logout()}>
+                Sign out
+              </button>
+            </>
+          )}
+        </div>
+      </header>
+      {state.mode === "disabled" && (
+        <div className="banner" role="status" data-testid="no-auth-banner">
+          No sign-in configured: the auth API does not answer ({state.reason}). Everyone who reaches
+          the gateway can use this dashboard; the API decides what is allowed.
+        </div>
+      )}
+      <main id="main" tabIndex={-1}>
+        {state.mode === "checking" ? (
+          <p className="muted">Loading…</p>
+        ) : needsSignIn ? (
+          <SignIn />
+        ) : (
+          <Routes>
+            <Route path="/" element={<Navigate to="/content" replace />} />
+            <Route path="/content" element={<ContentList />} />
+            <Route path="/content/new" element={<ContentNew />} />
+            <Route path="/content/:id" element={<ContentDetail />} />
+            <Route
+              path="/sources"
+              element={
+                <ServicePending
+                  title="Sources"
+                  service="scraper"
+                  probe="/api/scraper/sources?limit=1"
+                  what="Register page, feed and sitemap sources, watch their runs and browse scraped items"
+                />
+              }
+            />
+            <Route
+              path="/subscribers"
+              element={
+                <ServicePending
+                  title="Subscribers"
+                  service="subscriber-manager"
+                  probe="/api/subscribers?limit=1"
+                  what="Search subscribers, manage lists and segments, import and export CSV"
+                />
+              }
+            />
+            <Route path="/system" element={<SystemPage />} />
+            <Route path="/signin" element={<SignIn />} />
+            <Route
+              path="*"
+              element={
+                <div className="empty">
+                  <h1>Page not found</h1>
+                  <p>
+                    Nothing lives at this address. Go to <NavLink to="/content">Content</NavLink>.
+                  </p>
+                </div>
+              }
+            />
+          </Routes>
+        )}
+      </main>
+    </div>
+  );
+}
