@@ -94,6 +94,32 @@ trap stop_infra EXIT
 
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
+
+# The integration tests run the services in their real consumer groups on the real topics, so
+# services left running by `make up` would take their messages. Pause those for the run and
+# start them again at the end (scripts/up.sh starts only what is not running).
+paused=()
+for svc in $SERVICES; do
+    if proc_running "$svc"; then
+        paused+=("$svc")
+    fi
+done
+if ((${#paused[@]} > 0)); then
+    echo "==> pausing the services make up started (${paused[*]}): they share consumer groups with the tests"
+    for svc in "${paused[@]}"; do
+        proc_stop "$svc" 20 >/dev/null
+    done
+fi
+finish() {
+    stop_infra
+    if ((${#paused[@]} > 0)); then
+        echo "==> restarting the paused services"
+        scripts/up.sh >"$TESTLOG/restart-services.log" 2>&1 ||
+            echo "warning: restarting them failed; see ${TESTLOG#"$ROOT"/}/restart-services.log"
+    fi
+}
+trap finish EXIT
+
 export KAFKA_BROKERS="127.0.0.1:${CE_KAFKA_PORT}"
 PLATFORM_TEST_DATABASE_URL="$(scripts/postgres.sh url platform_test)"
 export PLATFORM_TEST_DATABASE_URL

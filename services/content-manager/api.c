@@ -55,6 +55,9 @@ static void on_op_done(cm_op *op, cm_outcome outcome)
     case CM_CONFLICT:
         http_respond_problem(req, 409, "Conflict", op->detail);
         break;
+    case CM_UNKNOWN_SOURCE:
+        http_respond_problem(req, 422, "Unprocessable Content", op->detail);
+        break;
     case CM_VERSION:
         set_etag(req, op->version);
         if (http_header(req, "If-Match"))

@@ -26,6 +26,7 @@ typedef struct cm_app {
     core_metric *m_created;
     core_metric *m_transitions;
     core_metric *m_progress;
+    core_metric *m_scraped;
     int exit_code;
 } cm_app;
 
@@ -41,11 +42,12 @@ json_t *cm_item_json(const db_result *r, int row);
 typedef enum cm_outcome {
     CM_OK,
     CM_NOT_FOUND,
-    CM_CONFLICT,    /* the action is not allowed from the item's status */
-    CM_VERSION,     /* the expected version does not match */
-    CM_STALE,       /* a result for a job that is not the item's current one */
-    CM_DUPLICATE,   /* the event was handled before (inbox) */
-    CM_UNAVAILABLE, /* the database failed: retry later */
+    CM_CONFLICT,       /* the action is not allowed from the item's status */
+    CM_VERSION,        /* the expected version does not match */
+    CM_STALE,          /* a result for a job that is not the item's current one */
+    CM_DUPLICATE,      /* the event was handled before (inbox) */
+    CM_UNAVAILABLE,    /* the database failed: retry later */
+    CM_UNKNOWN_SOURCE, /* create: a source names a scraped item this service does not have */
 } cm_outcome;
 
 typedef struct cm_op cm_op;
@@ -85,6 +87,9 @@ void cm_op_run(cm_op *op);
 /* ---------------------------------------------------------------- wiring */
 
 void cm_api_register(cm_app *app);
+/* One consumer (group content-manager) for ai.generation.progress and scraper.items. */
 bus_consumer *cm_progress_consumer(cm_app *app, const char *brokers, char *err, size_t errlen);
+/* A scraper.items record: upserted into the scraped_items projection. */
+void cm_scraped_on_message(bus_consumer *c, const bus_message *m, cm_app *app);
 
 #endif

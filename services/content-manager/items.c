@@ -25,6 +25,8 @@ void cm_metrics_init(cm_app *app)
         core_metric_counter(m, "transitions_total", "Content item status transitions", "from,to");
     app->m_progress = core_metric_counter(
         m, "generation_progress_total", "Generation progress events consumed by outcome", "result");
+    app->m_scraped = core_metric_counter(
+        m, "scraped_items_total", "Scraped items received from the scraper by outcome", "result");
 }
 
 static json_t *str_or_null(const char *s)
@@ -279,15 +281,8 @@ static void on_row_written(db_txn *t, const db_result *r, void *data)
     write_events(op, t, r);
 }
 
-static void on_create_begun(db_txn *t, const db_result *r, void *data)
+static void insert_item(cm_op *op, db_txn *t)
 {
-    cm_op *op = data;
-    op->txn = t;
-    if (!t) {
-        failed(op, r);
-        finish(op, CM_UNAVAILABLE);
-        return;
-    }
     char *sources = json_dumps(op->brief.sources, JSON_COMPACT);
     bool gen = op->to == CM_GENERATING;
     core_buf sql = {0};
@@ -309,6 +304,69 @@ static void on_create_begun(db_txn *t, const db_result *r, void *data)
     db_txn_query(t, sql.data, 10, params, on_row_written, op);
     core_buf_free(&sql);
     free(sources);
+}
+
+/* The scraped items the brief names, from the projection: each {"item_id"} source becomes
+ * {"item_id", "text", "title", "url"}, so the request (and any regeneration) carries the text.
+ * A brief naming an item this service has not received is refused. */
+static void on_sources_resolved(db_txn *t, const db_result *r, void *data)
+{
+    cm_op *op = data;
+    if (failed(op, r)) {
+        fail_txn(op);
+        return;
+    }
+    json_t *src = op->brief.sources;
+    for (size_t i = 0; i < json_array_size(src); i++) {
+        json_t *e = json_array_get(src, i);
+        const char *want = json_string_value(json_object_get(e, "item_id"));
+        if (!want) continue;
+        int row = -1;
+        for (int k = 0; k < db_result_rows(r) && row < 0; k++)
+            if (strcmp(db_result_get(r, k, "id"), want) == 0) row = k;
+        if (row < 0) {
+            snprintf(op->detail, sizeof op->detail,
+                     "sources[%zu].item_id: no scraped item %s (not scraped, or not received yet)",
+                     i, want);
+            end_early(op, CM_UNKNOWN_SOURCE);
+            return;
+        }
+        json_object_set_new(e, "text", json_string(db_result_get(r, row, "text")));
+        json_object_set_new(e, "title", json_string(db_result_get(r, row, "title")));
+        json_object_set_new(e, "url", json_string(db_result_get(r, row, "url")));
+    }
+    insert_item(op, t);
+}
+
+static void on_create_begun(db_txn *t, const db_result *r, void *data)
+{
+    cm_op *op = data;
+    op->txn = t;
+    if (!t) {
+        failed(op, r);
+        finish(op, CM_UNAVAILABLE);
+        return;
+    }
+    core_buf ids = {0};
+    core_buf_append(&ids, "{", 1);
+    json_t *src = op->brief.sources;
+    for (size_t i = 0; i < json_array_size(src); i++) {
+        const char *id = json_string_value(json_object_get(json_array_get(src, i), "item_id"));
+        if (!id) continue;
+        if (ids.len > 1) core_buf_append(&ids, ",", 1);
+        core_buf_append(&ids, id, strlen(id)); /* canonical UUIDs (validated): no quoting */
+    }
+    core_buf_append(&ids, "}", 2); /* with the NUL */
+    if (ids.len > 3) {
+        const char *params[] = {ids.data};
+        db_txn_query(t,
+                     "SELECT id::text AS id, title, url, text FROM scraped_items "
+                     "WHERE id = ANY($1::uuid[])",
+                     1, params, on_sources_resolved, op);
+    } else {
+        insert_item(op, t);
+    }
+    core_buf_free(&ids);
 }
 
 void cm_op_create(cm_op *op)

@@ -62,6 +62,10 @@ static bool canonical_uuid(const char *s, char out[CORE_UUID_STRLEN + 1])
 static void on_progress(bus_consumer *c, const bus_message *m, void *data)
 {
     cm_app *app = data;
+    if (strcmp(m->topic, TOPIC_SCRAPER_ITEMS) == 0) {
+        cm_scraped_on_message(c, m, app);
+        return;
+    }
     if (strcmp(m->ce_type, "contentengine.ai.generation.progress.v1") != 0) {
         core_counter_add(app->m_progress, 1, "malformed");
         bus_done(c, m, BUS_FAIL, "unexpected ce_type");
@@ -124,7 +128,7 @@ static void on_progress(bus_consumer *c, const bus_message *m, void *data)
 
 bus_consumer *cm_progress_consumer(cm_app *app, const char *brokers, char *err, size_t errlen)
 {
-    static const char *const topics[] = {TOPIC_AI_GENERATION_PROGRESS, NULL};
+    static const char *const topics[] = {TOPIC_AI_GENERATION_PROGRESS, TOPIC_SCRAPER_ITEMS, NULL};
     return bus_consumer_new(app->loop,
                             &(bus_consumer_config){.brokers = brokers,
                                                    .group_id = CM_SERVICE,

@@ -1,5 +1,6 @@
 /*
- * GET /api/realtime/events?channels=content:<id>,content:*  (Last-Event-ID to resume)
+ * GET /api/realtime/events?channels=content:<id>,content:*,source:<id>,import:*,...
+ * (Last-Event-ID to resume)
  * 400 problem+json for a bad channel list or a malformed Last-Event-ID; otherwise a
  * text/event-stream that the hub writes to.
  */

@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include "channel.h"
-#include "contentengine/v1/content.pb-c.h"
 #include "sse.h"
 
 struct rt_consumer {
@@ -19,48 +18,74 @@ struct rt_consumer {
     void *done_data;
 };
 
-static bool item_ok(const char *id, char *item_id, size_t size, char *err, size_t errlen)
+static void json_content(core_buf *out, const void *m)
 {
-    if (!id || !rt_item_id_valid(id, strlen(id))) {
-        snprintf(err, errlen, "item_id missing or not 1-%d of A-Z a-z 0-9 _ -", RT_ITEM_ID_MAX);
-        return false;
-    }
-    snprintf(item_id, size, "%s", id);
-    return true;
+    rt_json_content(out, m);
 }
 
-bool rt_decode_event(int topic, const void *value, size_t len, core_buf *frame, char *item_id,
-                     size_t item_id_size, char *err, size_t errlen)
+static void json_progress(core_buf *out, const void *m)
 {
-    core_buf json = {0};
-    bool ok = false;
+    rt_json_progress(out, m);
+}
+
+static void json_import(core_buf *out, const void *m)
+{
+    rt_json_import(out, m);
+}
+
+static void json_run(core_buf *out, const void *m)
+{
+    rt_json_scrape_run(out, m);
+}
+
+/* How each source's records become events, by RT_TOPIC_* index. */
+static const struct codec {
+    const ProtobufCMessageDescriptor *desc;
+    const char *event;   /* SSE event name */
+    const char *id_name; /* the field naming the channel */
+    size_t id_off;       /* its offset in the message (a char *) */
+    void (*json)(core_buf *out, const void *m);
+} codecs[RT_NTOPICS] = {
+    [RT_TOPIC_CONTENT] = {&contentengine__v1__content_event__descriptor, RT_EVENT_CONTENT,
+                          "item_id", offsetof(Contentengine__V1__ContentEvent, item_id),
+                          json_content},
+    [RT_TOPIC_PROGRESS] = {&contentengine__v1__generation_progress__descriptor, RT_EVENT_PROGRESS,
+                           "item_id", offsetof(Contentengine__V1__GenerationProgress, item_id),
+                           json_progress},
+    [RT_TOPIC_IMPORTS] = {&contentengine__v1__import_progress__descriptor, RT_EVENT_IMPORT,
+                          "import_id", offsetof(Contentengine__V1__ImportProgress, import_id),
+                          json_import},
+    [RT_TOPIC_RUNS] = {&contentengine__v1__scrape_run_event__descriptor, RT_EVENT_RUN, "source_id",
+                       offsetof(Contentengine__V1__ScrapeRunEvent, source_id), json_run},
+};
+
+bool rt_decode_event(int topic, const void *value, size_t len, core_buf *frame, char *id,
+                     size_t id_size, char *err, size_t errlen)
+{
     core_buf_reset(frame);
-    if (topic == RT_TOPIC_CONTENT) {
-        Contentengine__V1__ContentEvent *ev =
-            contentengine__v1__content_event__unpack(NULL, len, value);
-        if (!ev) {
-            snprintf(err, errlen, "not a ContentEvent");
-        } else if (item_ok(ev->item_id, item_id, item_id_size, err, errlen)) {
-            rt_json_content(&json, ev);
-            rt_sse_frame(frame, RT_EVENT_CONTENT, json.data, json.len);
-            ok = true;
-        }
-        if (ev) contentengine__v1__content_event__free_unpacked(ev, NULL);
-    } else if (topic == RT_TOPIC_PROGRESS) {
-        Contentengine__V1__GenerationProgress *ev =
-            contentengine__v1__generation_progress__unpack(NULL, len, value);
-        if (!ev) {
-            snprintf(err, errlen, "not a GenerationProgress");
-        } else if (item_ok(ev->item_id, item_id, item_id_size, err, errlen)) {
-            rt_json_progress(&json, ev);
-            rt_sse_frame(frame, RT_EVENT_PROGRESS, json.data, json.len);
-            ok = true;
-        }
-        if (ev) contentengine__v1__generation_progress__free_unpacked(ev, NULL);
-    } else {
+    if (topic < 0 || topic >= RT_NTOPICS) {
         snprintf(err, errlen, "unknown topic");
+        return false;
     }
-    core_buf_free(&json);
+    const struct codec *c = &codecs[topic];
+    ProtobufCMessage *m = protobuf_c_message_unpack(c->desc, NULL, len, value);
+    if (!m) {
+        snprintf(err, errlen, "not a %s", c->desc->short_name);
+        return false;
+    }
+    const char *mid = *(char *const *)((const char *)m + c->id_off);
+    bool ok = mid && rt_item_id_valid(mid, strlen(mid));
+    if (!ok) {
+        snprintf(err, errlen, "%s missing or not 1-%d of A-Z a-z 0-9 _ -", c->id_name,
+                 RT_ITEM_ID_MAX);
+    } else {
+        snprintf(id, id_size, "%s", mid);
+        core_buf json = {0};
+        c->json(&json, m);
+        rt_sse_frame(frame, c->event, json.data, json.len);
+        core_buf_free(&json);
+    }
+    protobuf_c_message_free_unpacked(m, NULL);
     return ok;
 }
 
@@ -70,11 +95,11 @@ static void consumer_handler(bus_consumer *bc, const bus_message *m, void *data)
     int topic = -1;
     for (int i = 0; i < RT_NTOPICS; i++)
         if (strcmp(m->topic, c->topics[i]) == 0) topic = i;
-    char item_id[RT_ITEM_ID_MAX + 1], err[256];
-    if (topic >= 0 && rt_decode_event(topic, m->value, m->value_len, &c->frame, item_id,
-                                      sizeof item_id, err, sizeof err)) {
-        rt_hub_publish(c->hub, topic, m->partition, m->offset, m->timestamp_ms, item_id,
-                       c->frame.data, c->frame.len);
+    char id[RT_ITEM_ID_MAX + 1], err[256];
+    if (topic >= 0 &&
+        rt_decode_event(topic, m->value, m->value_len, &c->frame, id, sizeof id, err, sizeof err)) {
+        rt_hub_publish(c->hub, topic, m->partition, m->offset, m->timestamp_ms, id, c->frame.data,
+                       c->frame.len);
     } else {
         if (topic < 0) snprintf(err, sizeof err, "unexpected topic");
         core_log_warn("skipping malformed event", CORE_F_STR("topic", m->topic),
@@ -85,30 +110,38 @@ static void consumer_handler(bus_consumer *bc, const bus_message *m, void *data)
     bus_done(bc, m, BUS_OK, NULL); /* nothing to retry: see consumer.h */
 }
 
+static void consumer_free(rt_consumer *c)
+{
+    for (int i = 0; i < RT_NTOPICS; i++)
+        free(c->topics[i]);
+    core_buf_free(&c->frame);
+    free(c);
+}
+
 rt_consumer *rt_consumer_new(uv_loop_t *loop, rt_hub *hub, const char *brokers,
-                             const char *content_topic, const char *progress_topic, char *err,
-                             size_t errlen)
+                             const char *const topics[RT_NTOPICS], char *err, size_t errlen)
 {
     rt_consumer *c = calloc(1, sizeof *c);
     if (!c) abort();
     c->hub = hub;
-    c->topics[RT_TOPIC_CONTENT] = strdup(content_topic);
-    c->topics[RT_TOPIC_PROGRESS] = strdup(progress_topic);
-    if (!c->topics[0] || !c->topics[1]) abort();
+    const char *names[RT_NTOPICS + 1];
+    for (int i = 0; i < RT_NTOPICS; i++) {
+        c->topics[i] = strdup(topics[i]);
+        if (!c->topics[i]) abort();
+        names[i] = topics[i];
+    }
+    names[RT_NTOPICS] = NULL;
     c->m_malformed = core_metric_counter(core_metrics_default(), "realtime_malformed_events_total",
                                          "Records skipped because they did not decode", "topic");
-    const char *topics[] = {content_topic, progress_topic, NULL};
     c->bus = bus_consumer_new(loop,
                               &(bus_consumer_config){.brokers = brokers,
                                                      .group_id = "realtime",
                                                      .client_id = "realtime",
-                                                     .topics = topics,
+                                                     .topics = names,
                                                      .all_partitions = true},
                               consumer_handler, c, err, errlen);
     if (!c->bus) {
-        free(c->topics[0]);
-        free(c->topics[1]);
-        free(c);
+        consumer_free(c);
         return NULL;
     }
     return c;
@@ -124,10 +157,7 @@ static void consumer_closed(void *data)
     rt_consumer *c = data;
     void (*done)(void *) = c->done;
     void *done_data = c->done_data;
-    free(c->topics[0]);
-    free(c->topics[1]);
-    core_buf_free(&c->frame);
-    free(c);
+    consumer_free(c);
     if (done) done(done_data);
 }
 

@@ -46,6 +46,7 @@ struct rt_channel {
     uint32_t nsubs, subcap;
     int64_t active_ms;
     rt_channel_kind kind;
+    rt_family family;
     char name[];
 };
 
@@ -72,7 +73,7 @@ struct rt_hub {
     bool timer_on, closed;
     int64_t period_ms, last_hb_ms, last_sweep_ms;
     rt_channel *buckets[HASH_BUCKETS];
-    rt_channel *all;
+    rt_channel *all[RT_NFAMILIES]; /* content:*, source:*, import:* */
     rt_channel *lru_head, *lru_tail;
     size_t nitems;
     rt_client **clients;
@@ -131,10 +132,12 @@ static void floors_raise(rt_floors *f, int topic, int partition, int64_t offset,
     }
 }
 
-static void floors_copy(rt_floors *dst, const rt_floors *src)
+/* Copies the floors of the sources whose events go to channels of the family. */
+static void floors_copy(rt_floors *dst, const rt_floors *src, rt_family family)
 {
     for (uint16_t i = 0; i < src->n; i++)
-        floors_raise(dst, src->v[i].topic, src->v[i].partition, src->v[i].offset, src->v[i].ts);
+        if (rt_topic_family(src->v[i].topic) == family)
+            floors_raise(dst, src->v[i].topic, src->v[i].partition, src->v[i].offset, src->v[i].ts);
 }
 
 /* -1 when the instance has received nothing from the source yet. */
@@ -162,7 +165,8 @@ static void note_seen(rt_hub *h, int topic, int partition, int64_t offset)
 
 static rt_channel *channel_find(rt_hub *h, const char *name)
 {
-    if (strcmp(name, RT_CHANNEL_ALL) == 0) return h->all;
+    for (int f = 0; f < RT_NFAMILIES; f++)
+        if (strcmp(name, rt_family_all((rt_family)f)) == 0) return h->all[f];
     for (rt_channel *c = h->buckets[hash_name(name) % HASH_BUCKETS]; c; c = c->hnext)
         if (strcmp(c->name, name) == 0) return c;
     return NULL;
@@ -192,17 +196,20 @@ static void lru_push(rt_hub *h, rt_channel *c)
     h->lru_tail = c;
 }
 
-static rt_channel *channel_new(rt_hub *h, const char *name, rt_channel_kind kind, int64_t now_ms)
+static rt_channel *channel_new(rt_hub *h, const char *name, rt_family family, rt_channel_kind kind,
+                               int64_t now_ms)
 {
     size_t nl = strlen(name);
     rt_channel *c = calloc(1, sizeof *c + nl + 1);
     if (!c) abort();
     memcpy(c->name, name, nl + 1);
     c->kind = kind;
+    c->family = family;
     c->cap = kind == RT_CHANNEL_ALL_ITEMS ? h->cfg.ring_all : h->cfg.ring_item;
     c->active_ms = now_ms;
-    /* What was dropped before this channel (re)appeared is not in its history. */
-    floors_copy(&c->floors, &h->dropped);
+    /* What was dropped before this channel (re)appeared is not in its history (only sources of
+     * its family can have fed it). */
+    floors_copy(&c->floors, &h->dropped, family);
     if (kind == RT_CHANNEL_ITEM) {
         rt_channel **b = &h->buckets[hash_name(name) % HASH_BUCKETS];
         c->hnext = *b;
@@ -231,7 +238,7 @@ static void channel_drop(rt_hub *h, rt_channel *c)
         rt_event *e = c->ring[(c->head + i) % c->cap];
         floors_raise(&h->dropped, e->topic, e->partition, e->offset, e->ts);
     }
-    floors_copy(&h->dropped, &c->floors);
+    floors_copy(&h->dropped, &c->floors, c->family);
     rt_channel **p = &h->buckets[hash_name(c->name) % HASH_BUCKETS];
     while (*p != c)
         p = &(*p)->hnext;
@@ -388,7 +395,9 @@ rt_hub *rt_hub_new(uv_loop_t *loop, const rt_hub_config *cfg)
     h->m_resumes = core_metric_counter(reg, "sse_resumes_total",
                                        "Subscriptions resumed with Last-Event-ID", "result");
     core_gauge_set(h->m_clients, 0);
-    h->all = channel_new(h, RT_CHANNEL_ALL, RT_CHANNEL_ALL_ITEMS, core_now_unix_ms());
+    for (int f = 0; f < RT_NFAMILIES; f++)
+        h->all[f] = channel_new(h, rt_family_all((rt_family)f), (rt_family)f, RT_CHANNEL_ALL_ITEMS,
+                                core_now_unix_ms());
     if (loop) {
         uv_timer_init(loop, &h->timer);
         h->timer.data = h;
@@ -430,7 +439,8 @@ void rt_hub_free(rt_hub *h)
     free(h->doomed);
     while (h->lru_head)
         channel_drop(h, h->lru_head);
-    channel_free(h->all);
+    for (int f = 0; f < RT_NFAMILIES; f++)
+        channel_free(h->all[f]);
     for (int t = 0; t < RT_NTOPICS; t++)
         free(h->first_seen[t]);
     free(h->dropped.v);
@@ -439,13 +449,13 @@ void rt_hub_free(rt_hub *h)
 }
 
 void rt_hub_publish(rt_hub *h, int topic, int partition, int64_t offset, int64_t ts_ms,
-                    const char *item_id, const char *sse_text, size_t len)
+                    const char *id, const char *sse_text, size_t len)
 {
     if (h->closed || topic < 0 || topic >= RT_NTOPICS || partition < 0 || partition > UINT16_MAX)
         return;
+    rt_family family = rt_topic_family(topic);
     char name[RT_CHANNEL_NAME_MAX + 1];
-    if (!rt_item_id_valid(item_id, strlen(item_id))) return;
-    snprintf(name, sizeof name, "content:%s", item_id);
+    if (!rt_channel_name(family, id, name, sizeof name)) return;
     note_seen(h, topic, partition, offset);
 
     rt_event *e = malloc(sizeof *e + len + 1);
@@ -462,11 +472,11 @@ void rt_hub_publish(rt_hub *h, int topic, int partition, int64_t offset, int64_t
 
     int64_t now = core_now_unix_ms();
     rt_channel *item = channel_find(h, name);
-    if (!item) item = channel_new(h, name, RT_CHANNEL_ITEM, now);
+    if (!item) item = channel_new(h, name, family, RT_CHANNEL_ITEM, now);
     item->active_ms = now;
     lru_unlink(h, item);
     lru_push(h, item);
-    rt_channel *chans[2] = {item, h->all};
+    rt_channel *chans[2] = {item, h->all[family]};
     for (int i = 0; i < 2; i++) {
         rt_channel *ch = chans[i];
         channel_push(ch, e);
@@ -487,12 +497,17 @@ void rt_hub_publish(rt_hub *h, int topic, int partition, int64_t offset, int64_t
 /* ---------------------------------------------------------------- resume */
 
 /* True when the channel's history (or, without a channel, this instance's) reaches back to
- * pos: nothing the client has not seen was dropped. */
-static bool history_covers(rt_hub *h, rt_channel *ch, const rt_posvec *pos)
+ * pos: nothing the client has not seen was dropped. Only the sources of the channel's family
+ * count: no other source's events can be in it. */
+static bool history_covers(rt_hub *h, const char *name, const rt_posvec *pos)
 {
+    rt_family family = RT_FAMILY_CONTENT;
+    rt_channel_name_valid(name, strlen(name), &family, NULL);
+    rt_channel *ch = channel_find(h, name);
     const rt_floors *fl = ch ? &ch->floors : &h->dropped;
     for (uint16_t i = 0; i < pos->n; i++) {
         const rt_pos *p = &pos->v[i];
+        if (rt_topic_family(p->topic) != family) continue;
         int64_t fs = first_seen(h, p->topic, p->partition);
         if (fs >= 0 && p->offset < fs - 1) return false; /* before this instance started */
         for (uint16_t j = 0; j < fl->n; j++)
@@ -502,7 +517,8 @@ static bool history_covers(rt_hub *h, rt_channel *ch, const rt_posvec *pos)
     }
     /* Sources the client has seen nothing from: nothing newer than its start may be gone. */
     for (uint16_t j = 0; j < fl->n; j++)
-        if (!rt_posvec_get(pos, fl->v[j].topic, fl->v[j].partition, NULL) && fl->v[j].ts >= pos->t0)
+        if (rt_topic_family(fl->v[j].topic) == family &&
+            !rt_posvec_get(pos, fl->v[j].topic, fl->v[j].partition, NULL) && fl->v[j].ts >= pos->t0)
             return false;
     return true;
 }
@@ -517,7 +533,7 @@ rt_resume_result rt_hub_replay(rt_hub *h, const rt_channel_list *chans, rt_posve
                                core_buf *out)
 {
     for (size_t i = 0; i < chans->n; i++)
-        if (!history_covers(h, channel_find(h, chans->names[i]), pos)) return RT_RESUME_TOO_OLD;
+        if (!history_covers(h, chans->names[i], pos)) return RT_RESUME_TOO_OLD;
     /* Candidates: events of the subscribed channels the client has not seen. */
     size_t n = 0, cap = 0;
     rt_event **v = NULL;
@@ -566,10 +582,10 @@ rt_client *rt_hub_attach(rt_hub *h, const rt_channel_list *chans, rt_posvec *res
     c->sink = sink;
     int64_t now = core_now_unix_ms();
     for (size_t i = 0; i < chans->n; i++) {
-        rt_channel_kind kind = RT_CHANNEL_ITEM;
-        rt_channel_name_valid(chans->names[i], strlen(chans->names[i]), &kind);
+        rt_family family = RT_FAMILY_CONTENT;
+        rt_channel_name_valid(chans->names[i], strlen(chans->names[i]), &family, NULL);
         rt_channel *ch = channel_find(h, chans->names[i]);
-        if (!ch) ch = channel_new(h, chans->names[i], kind, now);
+        if (!ch) ch = channel_new(h, chans->names[i], family, RT_CHANNEL_ITEM, now);
         if (ch->nsubs == ch->subcap) {
             uint32_t cap = ch->subcap ? ch->subcap * 2 : 4;
             rt_sub *nv = realloc(ch->subs, cap * sizeof *nv);

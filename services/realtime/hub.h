@@ -2,12 +2,13 @@
  * The hub: channels with a bounded history each, the connected SSE clients, fan-out, resume
  * from a position vector, heartbeats and slow-client eviction. One per process, on the loop.
  *
- * Memory is bounded by configuration: history (ring_item events per item channel, ring_all for
- * content:*, item channels idle for idle_ms without subscribers are dropped, at most
- * max_item_channels kept), and per client max_pending bytes not yet taken by the kernel (a
- * client past it gets a final "overflow" event and is disconnected). Events are shared
- * (reference counted) between the channels that hold them; a client costs a small struct, its
- * channel slots and its position vector: no timer, no buffer of its own while idle.
+ * Memory is bounded by configuration: history (ring_item events per entity channel -- content:<id>,
+ * source:<id>, import:<id> -- ring_all for each family's "*" channel; entity channels idle for
+ * idle_ms without subscribers are dropped, at most max_item_channels of all families kept), and per
+ * client max_pending bytes not yet taken by the kernel (a client past it gets a final "overflow"
+ * event and is disconnected). Events are shared (reference counted) between the channels that hold
+ * them; a client costs a small struct, its channel slots and its position vector: no timer, no
+ * buffer of its own while idle.
  */
 #ifndef RT_HUB_H
 #define RT_HUB_H
@@ -22,8 +23,8 @@
 #include "posvec.h"
 
 typedef struct rt_hub_config {
-    uint32_t ring_item;       /* events kept per item channel */
-    uint32_t ring_all;        /* events kept for content:* */
+    uint32_t ring_item;       /* events kept per entity channel (content:<id>, source:<id>, ...) */
+    uint32_t ring_all;        /* events kept for each of content:*, source:*, import:* */
     size_t max_pending;       /* bytes per client not yet written before it is dropped */
     int64_t heartbeat_ms;     /* ": hb" comment period; 0: none */
     int64_t idle_ms;          /* an item channel without subscribers or events is dropped */
@@ -41,10 +42,11 @@ void rt_hub_close(rt_hub *h);
 void rt_hub_free(rt_hub *h);
 const rt_hub_config *rt_hub_cfg(const rt_hub *h);
 
-/* An event from Kafka: goes to content:<item_id> and content:*, into their history and to
- * their subscribers. sse_text is the frame without its id line (rt_sse_frame). */
+/* An event from Kafka: goes to <family>:<id> and <family>:* (the family of the topic:
+ * rt_topic_family), into their history and to their subscribers. sse_text is the frame without
+ * its id line (rt_sse_frame). */
 void rt_hub_publish(rt_hub *h, int topic, int partition, int64_t offset, int64_t ts_ms,
-                    const char *item_id, const char *sse_text, size_t len);
+                    const char *id, const char *sse_text, size_t len);
 
 /* What a resume found. */
 typedef enum rt_resume_result { RT_RESUME_OK, RT_RESUME_TOO_OLD } rt_resume_result;

@@ -1,7 +1,8 @@
 /*
- * realtime: Server-Sent Events for the dashboard. Reads content and generation-progress events
- * (every instance reads every partition) and fans them out to subscribers of content:<id> and
- * content:*, with resumable ids, history, heartbeats and slow-client eviction (hub.h).
+ * realtime: Server-Sent Events for the dashboard. Reads content, generation-progress, scraper
+ * run and subscriber import events (every instance reads every partition) and fans them out to
+ * subscribers of content:<id>, source:<id>, import:<id> and their "*" channels, with resumable
+ * ids, history, heartbeats and slow-client eviction (hub.h).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,9 +61,15 @@ int main(void)
     const char *host = core_config_string(&cc, "HTTP_HOST", "127.0.0.1");
     int64_t port = core_config_int(&cc, "HTTP_PORT", 8083, 0, 65535);
     const char *brokers = core_config_string(&cc, "KAFKA_BROKERS", NULL);
-    const char *content_topic = core_config_string(&cc, "REALTIME_CONTENT_TOPIC", "content.items");
-    const char *progress_topic =
-        core_config_string(&cc, "REALTIME_PROGRESS_TOPIC", "ai.generation.progress");
+    const char *topics[RT_NTOPICS];
+    topics[RT_TOPIC_CONTENT] =
+        core_config_string(&cc, "REALTIME_CONTENT_TOPIC", TOPIC_CONTENT_ITEMS);
+    topics[RT_TOPIC_PROGRESS] =
+        core_config_string(&cc, "REALTIME_PROGRESS_TOPIC", TOPIC_AI_GENERATION_PROGRESS);
+    topics[RT_TOPIC_RUNS] =
+        core_config_string(&cc, "REALTIME_SCRAPER_RUNS_TOPIC", TOPIC_SCRAPER_RUNS);
+    topics[RT_TOPIC_IMPORTS] =
+        core_config_string(&cc, "REALTIME_IMPORTS_TOPIC", TOPIC_SUBSCRIBER_IMPORTS);
     rt_hub_config hc = {
         .heartbeat_ms = core_config_duration_ms(&cc, "SSE_HEARTBEAT", "15s"),
         .max_pending =
@@ -83,8 +90,7 @@ int main(void)
     app a = {.loop = uv_default_loop()};
     a.hub = rt_hub_new(a.loop, &hc);
     char err[256];
-    a.consumer =
-        rt_consumer_new(a.loop, a.hub, brokers, content_topic, progress_topic, err, sizeof err);
+    a.consumer = rt_consumer_new(a.loop, a.hub, brokers, topics, err, sizeof err);
     if (!a.consumer) {
         fprintf(stderr, "realtime: kafka: %s\n", err);
         return 1;

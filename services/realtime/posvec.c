@@ -4,11 +4,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char topic_letters[RT_NTOPICS] = {'c', 'g'};
+static const char topic_letters[RT_NTOPICS] = {'c', 'g', 'i', 's'};
+static const rt_family topic_families[RT_NTOPICS] = {RT_FAMILY_CONTENT, RT_FAMILY_CONTENT,
+                                                     RT_FAMILY_IMPORT, RT_FAMILY_SOURCE};
 
 char rt_topic_letter(int topic)
 {
     return topic >= 0 && topic < RT_NTOPICS ? topic_letters[topic] : '?';
+}
+
+rt_family rt_topic_family(int topic)
+{
+    return topic >= 0 && topic < RT_NTOPICS ? topic_families[topic] : RT_NFAMILIES;
 }
 
 static int topic_from_letter(char c)

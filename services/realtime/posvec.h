@@ -3,7 +3,7 @@
  * (topic, partition) it has received events from, the offset of the last one, plus t0, the Kafka
  * timestamp of the first event it received (the baseline for sources it has seen nothing from).
  * Text form: "t<t0>" then ".<topic letter><partition>:<offset>" per source, sorted:
- *     t1732212345678.c3:1234.g5:567
+ *     t1732212345678.c3:1234.g5:567.i0:12.s2:40
  * Derived from Kafka coordinates only, so every instance gives the same id to the same events.
  */
 #ifndef RT_POSVEC_H
@@ -13,10 +13,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "channel.h"
 #include "core.h"
 
-/* Sources: the topics realtime reads, by index. */
-enum { RT_TOPIC_CONTENT = 0, RT_TOPIC_PROGRESS = 1, RT_NTOPICS = 2 };
+/* Sources: the topics realtime reads, by index; the index order is the letters' alphabetical
+ * order (c, g, i, s), so ids are sorted by letter. */
+enum {
+    RT_TOPIC_CONTENT = 0,  /* c: ContentEvent         -> content:<item_id> */
+    RT_TOPIC_PROGRESS = 1, /* g: GenerationProgress   -> content:<item_id> */
+    RT_TOPIC_IMPORTS = 2,  /* i: ImportProgress       -> import:<import_id> */
+    RT_TOPIC_RUNS = 3,     /* s: ScrapeRunEvent       -> source:<source_id> */
+    RT_NTOPICS = 4
+};
 #define RT_POSVEC_MAX     128  /* sources in one id */
 #define RT_POSVEC_MAX_LEN 4096 /* characters in one id */
 
@@ -33,6 +41,8 @@ typedef struct rt_posvec {
 } rt_posvec;
 
 char rt_topic_letter(int topic);
+/* The channel family a topic's events go to. */
+rt_family rt_topic_family(int topic);
 /* True and *offset when the vector has an entry for the source. */
 bool rt_posvec_get(const rt_posvec *pv, int topic, int partition, int64_t *offset);
 /* Sets (inserting in order) the source's offset; false when the vector is full. */

@@ -119,6 +119,11 @@ static void json_str_field(core_buf *out, const char *key, const char *val, bool
     core_buf_append(out, "\"", 1);
 }
 
+static void json_int_field(core_buf *out, const char *key, int64_t val)
+{
+    core_buf_printf(out, ",\"%s\":%lld", key, (long long)val);
+}
+
 void rt_json_content(core_buf *out, const Contentengine__V1__ContentEvent *ev)
 {
     core_buf_append(out, "{", 1);
@@ -126,7 +131,7 @@ void rt_json_content(core_buf *out, const Contentengine__V1__ContentEvent *ev)
     json_str_field(out, "title", ev->title, false);
     json_str_field(out, "kind", rt_kind_name(ev->kind), false);
     json_str_field(out, "status", rt_status_name(ev->status), false);
-    core_buf_printf(out, ",\"version\":%lld", (long long)ev->version);
+    json_int_field(out, "version", ev->version);
     json_str_field(out, "failure_reason", ev->failure_reason, false);
     core_buf_append(out, "}", 1);
 }
@@ -137,8 +142,37 @@ void rt_json_progress(core_buf *out, const Contentengine__V1__GenerationProgress
     json_str_field(out, "item_id", ev->item_id, true);
     json_str_field(out, "job_id", ev->job_id, false);
     json_str_field(out, "stage", ev->stage, false);
-    core_buf_printf(out, ",\"percent\":%d", (int)ev->percent);
+    json_int_field(out, "percent", ev->percent);
     json_str_field(out, "provider", ev->provider, false);
+    core_buf_append(out, "}", 1);
+}
+
+void rt_json_scrape_run(core_buf *out, const Contentengine__V1__ScrapeRunEvent *ev)
+{
+    core_buf_append(out, "{", 1);
+    json_str_field(out, "run_id", ev->run_id, true);
+    json_str_field(out, "source_id", ev->source_id, false);
+    json_str_field(out, "state", ev->state, false);
+    json_int_field(out, "fetched", ev->fetched);
+    json_int_field(out, "new_items", ev->new_items);
+    json_int_field(out, "unchanged", ev->unchanged);
+    json_int_field(out, "failed", ev->failed);
+    json_str_field(out, "error_summary", ev->error_summary, false);
+    core_buf_append(out, "}", 1);
+}
+
+void rt_json_import(core_buf *out, const Contentengine__V1__ImportProgress *ev)
+{
+    core_buf_append(out, "{", 1);
+    json_str_field(out, "import_id", ev->import_id, true);
+    json_str_field(out, "status", ev->status, false);
+    json_int_field(out, "rows_processed", ev->rows_processed);
+    json_int_field(out, "rows_inserted", ev->rows_inserted);
+    json_int_field(out, "rows_updated", ev->rows_updated);
+    json_int_field(out, "rows_skipped", ev->rows_skipped);
+    json_int_field(out, "rows_failed", ev->rows_failed);
+    json_int_field(out, "occurred_unix_ms", ev->occurred_unix_ms);
+    json_str_field(out, "error", ev->error, false);
     core_buf_append(out, "}", 1);
 }
 

@@ -20,6 +20,7 @@
 
 #include "bus.h"
 #include "contentengine/v1/content.pb-c.h"
+#include "contentengine/v1/scraper.pb-c.h"
 #include "core.h"
 #include "test_support.h"
 
@@ -34,6 +35,7 @@ typedef struct rec {
     char job_id[64];
     int status;
     int64_t version;
+    char first_source[256]; /* GenerationRequest: the first source's text */
 } rec;
 
 static uv_loop_t loop;
@@ -95,6 +97,8 @@ static void on_message(bus_consumer *c, const bus_message *m, void *data)
         if (gr) {
             snprintf(r->item_id, sizeof r->item_id, "%s", gr->item_id);
             snprintf(r->job_id, sizeof r->job_id, "%s", gr->job_id);
+            if (gr->n_sources > 0 && gr->sources[0]->text)
+                snprintf(r->first_source, sizeof r->first_source, "%s", gr->sources[0]->text);
             contentengine__v1__generation_request__free_unpacked(gr, NULL);
         }
     }
@@ -222,20 +226,27 @@ static bool flag_set(void *data)
     return *(int *)data != 0;
 }
 
-static void produce_raw(const char *key, const void *value, size_t len, const char *ce_id)
+static void produce_to(const char *topic, const char *ce_type, const char *key, const void *value,
+                       size_t len, const char *ce_id)
 {
     int delivered = 0;
-    bus_record r = {.topic = TOPIC_AI_GENERATION_PROGRESS,
+    bus_record r = {.topic = topic,
                     .partition = BUS_PARTITION_ANY,
                     .key = key,
                     .key_len = strlen(key),
                     .value = value,
                     .value_len = len,
-                    .ce_type = "contentengine.ai.generation.progress.v1",
+                    .ce_type = ce_type,
                     .ce_id = ce_id};
     assert_int_equal(bus_produce(producer, &r, on_delivered, &delivered), 0);
     assert_true(ts_run_until(&loop, flag_set, &delivered, 30000));
     assert_int_equal(delivered, 1);
+}
+
+static void produce_raw(const char *key, const void *value, size_t len, const char *ce_id)
+{
+    produce_to(TOPIC_AI_GENERATION_PROGRESS, "contentengine.ai.generation.progress.v1", key, value,
+               len, ce_id);
 }
 
 /* Plays the ai-processor: one progress record for job of item. */
@@ -767,6 +778,101 @@ static void test_malformed_record_goes_to_dlq(void **state)
     ts_resp_free(&r);
 }
 
+/* Plays the scraper: one ScrapedItem on scraper.items. */
+static void produce_scraped(const char *item_id, const char *text)
+{
+    Contentengine__V1__ScrapedItem it = CONTENTENGINE__V1__SCRAPED_ITEM__INIT;
+    it.item_id = (char *)item_id;
+    it.source_id = unique;
+    it.url = "http://example.test/a";
+    it.title = "A scraped page";
+    it.text = (char *)text;
+    size_t len = contentengine__v1__scraped_item__get_packed_size(&it);
+    uint8_t *buf = malloc(len);
+    contentengine__v1__scraped_item__pack(&it, buf);
+    char ce_id[CORE_UUID_STRLEN + 1];
+    core_uuid_v7_string(ce_id);
+    produce_to(TOPIC_SCRAPER_ITEMS, "contentengine.scraper.item.v1", unique, buf, len, ce_id);
+    free(buf);
+}
+
+static void brief_from_item(resp *out, const char *title, const char *item_id)
+{
+    json_t *b = json_pack("{s:s,s:s,s:[{s:s}]}", "title", title, "kind", "article", "sources",
+                          "item_id", item_id);
+    char *s = json_dumps(b, JSON_COMPACT);
+    call_json(out, "POST", ITEMS, s);
+    free(s);
+    json_decref(b);
+}
+
+static void test_scraped_item_as_source(void **state)
+{
+    (void)state;
+    if (!have_infra) skip();
+    char item[CORE_UUID_STRLEN + 1], unknown[CORE_UUID_STRLEN + 1], title[160];
+    core_uuid_v7_string(item);
+    core_uuid_v7_string(unknown);
+    static const char text[] = "Scraped pages become sources. Their text travels with the brief.";
+
+    /* An item the service never received: 422, nothing created. */
+    snprintf(title, sizeof title, "%s unknown-source", unique);
+    resp r = {0};
+    brief_from_item(&r, title, unknown);
+    assert_problem(&r, 422);
+    assert_non_null(strstr(jstr(r.json, "detail"), unknown));
+
+    /* Received from scraper.items: the brief's request carries the item's text. */
+    produce_scraped(item, text);
+    snprintf(title, sizeof title, "%s from-scraped", unique);
+    int64_t deadline = core_mono_ns() + 30000 * 1000000LL;
+    do {
+        brief_from_item(&r, title, item);
+        if (r.status == 422) pump(200);
+    } while (r.status == 422 && core_mono_ns() < deadline);
+    assert_int_equal(r.status, 201);
+    char id[64];
+    snprintf(id, sizeof id, "%s", jstr(r.json, "id"));
+    json_t *src0 = json_array_get(json_object_get(r.json, "sources"), 0);
+    assert_string_equal(json_string_value(json_object_get(src0, "item_id")), item);
+    assert_string_equal(json_string_value(json_object_get(src0, "text")), text);
+    const rec *req = wait_rec(TOPIC_AI_GENERATION_REQUESTS, id, NULL, -1, 30000);
+    assert_string_equal(req->first_source, text);
+
+    /* Only the brief that succeeded exists. */
+    char path[300];
+    snprintf(path, sizeof path, ITEMS "?q=%s", unique);
+    call_json(&r, "GET", path, NULL);
+    size_t refused = 0, created = 0;
+    json_t *items = json_object_get(r.json, "items");
+    for (size_t i = 0; i < json_array_size(items); i++) {
+        const char *t = jstr(json_array_get(items, i), "title");
+        if (strstr(t, "unknown-source")) refused++;
+        if (strstr(t, "from-scraped")) created++;
+    }
+    assert_int_equal(refused, 0);
+    assert_int_equal(created, 1);
+
+    /* A malformed scraper.items record is dead-lettered. */
+    char ce_id[CORE_UUID_STRLEN + 1], key[128];
+    core_uuid_v7_string(ce_id);
+    snprintf(key, sizeof key, "%s-bad-scraped", unique);
+    static const uint8_t garbage[] = {0x0a, 0xff, 0x01};
+    produce_to(TOPIC_SCRAPER_ITEMS, "contentengine.scraper.item.v1", key, garbage, sizeof garbage,
+               ce_id);
+    const rec *d = NULL;
+    deadline = core_mono_ns() + 30000 * 1000000LL;
+    while (!d && core_mono_ns() < deadline) {
+        for (size_t i = 0; i < nrecs && !d; i++)
+            if (strcmp(recs[i].topic, TOPIC_DLQ_CONTENT_MANAGER) == 0 &&
+                strcmp(recs[i].ce_id, ce_id) == 0)
+                d = &recs[i];
+        if (!d) pump(100);
+    }
+    assert_non_null(d);
+    ts_resp_free(&r);
+}
+
 static void test_list_filters_and_paging(void **state)
 {
     (void)state;
@@ -935,6 +1041,7 @@ int main(void)
         cmocka_unit_test(test_bad_input_changes_nothing),
         cmocka_unit_test(test_duplicate_stale_and_failed_progress),
         cmocka_unit_test(test_malformed_record_goes_to_dlq),
+        cmocka_unit_test(test_scraped_item_as_source),
         cmocka_unit_test(test_list_filters_and_paging),
         cmocka_unit_test(test_restart_loses_nothing),
         cmocka_unit_test(test_metrics_and_sigterm_drain),

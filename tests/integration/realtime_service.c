@@ -5,6 +5,8 @@
  * mid-run giving the same ids, resume with Last-Event-ID (exactly the missed events, on either
  * instance), the reset event for a too-old id, heartbeats, a slow client dropped with the
  * final overflow event while the service's memory stays bounded, 400 problems, SIGTERM.
+ * Scraper runs and import progress: source:<id>, source:*, import:<id>, import:*, subscriptions
+ * mixing kinds, resume across all four sources on both instances, malformed records skipped.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -25,6 +27,8 @@
 
 #include "bus.h"
 #include "contentengine/v1/content.pb-c.h"
+#include "contentengine/v1/people.pb-c.h"
+#include "contentengine/v1/scraper.pb-c.h"
 #include "core.h"
 #include "bus_test.h"
 #include "test_support.h"
@@ -32,7 +36,7 @@
 static const char *brokers;
 static uv_loop_t loop;
 static char rt_path[4096];
-static char t_content[128], t_progress[128], uniq[64];
+static char t_content[128], t_progress[128], t_runs[128], t_imports[128], uniq[64];
 static bus_producer *producer;
 
 typedef struct instance {
@@ -86,6 +90,16 @@ static void produce(const char *topic, const char *item, int32_t partition, cons
     assert_int_equal(rc, 0);
 }
 
+static void produce_msg(const char *topic, const char *key, int32_t partition,
+                        const ProtobufCMessage *m)
+{
+    size_t len = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = malloc(len + 1);
+    protobuf_c_message_pack(m, buf);
+    produce(topic, key, partition, buf, len);
+    free(buf);
+}
+
 static void produce_content(const char *item, int32_t partition, const char *title,
                             Contentengine__V1__ContentStatus status, int64_t version,
                             const char *failure)
@@ -98,11 +112,7 @@ static void produce_content(const char *item, int32_t partition, const char *tit
     ev.body = "THE BODY IS NOT SENT";
     ev.failure_reason = (char *)(failure ? failure : "");
     ev.version = version;
-    size_t len = contentengine__v1__content_event__get_packed_size(&ev);
-    uint8_t *buf = malloc(len + 1);
-    contentengine__v1__content_event__pack(&ev, buf);
-    produce(t_content, item, partition, buf, len);
-    free(buf);
+    produce_msg(t_content, item, partition, &ev.base);
 }
 
 static void produce_progress(const char *item, int32_t partition, const char *stage, int percent)
@@ -114,14 +124,73 @@ static void produce_progress(const char *item, int32_t partition, const char *st
     ev.percent = percent;
     ev.body = strcmp(stage, "done") == 0 ? "THE BODY IS NOT SENT" : "";
     ev.provider = "local";
-    size_t len = contentengine__v1__generation_progress__get_packed_size(&ev);
-    uint8_t *buf = malloc(len + 1);
-    contentengine__v1__generation_progress__pack(&ev, buf);
-    produce(t_progress, item, partition, buf, len);
-    free(buf);
+    produce_msg(t_progress, item, partition, &ev.base);
+}
+
+static void produce_run(const char *source, int32_t partition, const char *run_id,
+                        const char *state, int64_t fetched, const char *error)
+{
+    Contentengine__V1__ScrapeRunEvent ev = CONTENTENGINE__V1__SCRAPE_RUN_EVENT__INIT;
+    ev.run_id = (char *)run_id;
+    ev.source_id = (char *)source;
+    ev.state = (char *)state;
+    ev.fetched = fetched;
+    ev.new_items = fetched / 2;
+    ev.unchanged = fetched / 4;
+    ev.failed = fetched - fetched / 2 - fetched / 4;
+    ev.error_summary = (char *)(error ? error : "");
+    produce_msg(t_runs, source, partition, &ev.base);
+}
+
+static void produce_import(const char *import_id, int32_t partition, const char *status,
+                           int64_t rows, const char *error)
+{
+    Contentengine__V1__ImportProgress ev = CONTENTENGINE__V1__IMPORT_PROGRESS__INIT;
+    ev.import_id = (char *)import_id;
+    ev.status = (char *)status;
+    ev.rows_processed = rows;
+    ev.rows_inserted = rows - 3;
+    ev.rows_updated = 1;
+    ev.rows_skipped = 1;
+    ev.rows_failed = 1;
+    ev.occurred_unix_ms = 1732212345678 + rows;
+    ev.error = (char *)(error ? error : "");
+    produce_msg(t_imports, import_id, partition, &ev.base);
+}
+
+/* What produce_run and produce_import send, as the service must relay it. */
+static void run_json(char *out, size_t size, const char *source, const char *run_id,
+                     const char *state, int64_t fetched, const char *error_json)
+{
+    snprintf(out, size,
+             "{\"run_id\":\"%s\",\"source_id\":\"%s\",\"state\":\"%s\",\"fetched\":%lld,"
+             "\"new_items\":%lld,\"unchanged\":%lld,\"failed\":%lld,\"error_summary\":\"%s\"}",
+             run_id, source, state, (long long)fetched, (long long)(fetched / 2),
+             (long long)(fetched / 4), (long long)(fetched - fetched / 2 - fetched / 4),
+             error_json ? error_json : "");
+}
+
+static void import_json(char *out, size_t size, const char *import_id, const char *status,
+                        int64_t rows, const char *error_json)
+{
+    snprintf(out, size,
+             "{\"import_id\":\"%s\",\"status\":\"%s\",\"rows_processed\":%lld,"
+             "\"rows_inserted\":%lld,\"rows_updated\":1,\"rows_skipped\":1,\"rows_failed\":1,"
+             "\"occurred_unix_ms\":%lld,\"error\":\"%s\"}",
+             import_id, status, (long long)rows, (long long)(rows - 3),
+             (long long)(1732212345678 + rows), error_json ? error_json : "");
 }
 
 /* ---------------------------------------------------------------- SSE client (test_support) */
+
+/* The next event whose data holds "<id>" (as any id field), skipping others. */
+/* Next event whose data contains the quoted id (any id field: item, source or import). */
+static bool sse_next_with(ts_sse *s, const char *id, ts_sse_event *ev, int64_t timeout_ms)
+{
+    char needle[160];
+    snprintf(needle, sizeof needle, "\"%s\"", id);
+    return ts_sse_next_matching(s, needle, ev, timeout_ms);
+}
 
 static void sse_open_at(ts_sse *s, int port, const char *channels, const char *last_id, int rcvbuf)
 {
@@ -157,15 +226,19 @@ static long rss_kb(int pid)
 static void start_instance(instance *in)
 {
     in->port = ts_free_port();
-    char port[64], kb[256], tc[256], tp[256];
+    char port[64], kb[256], tc[256], tp[256], tr[256], ti[256];
     snprintf(port, sizeof port, "HTTP_PORT=%d", in->port);
     snprintf(kb, sizeof kb, "KAFKA_BROKERS=%s", brokers);
     snprintf(tc, sizeof tc, "REALTIME_CONTENT_TOPIC=%s", t_content);
     snprintf(tp, sizeof tp, "REALTIME_PROGRESS_TOPIC=%s", t_progress);
+    snprintf(tr, sizeof tr, "REALTIME_SCRAPER_RUNS_TOPIC=%s", t_runs);
+    snprintf(ti, sizeof ti, "REALTIME_IMPORTS_TOPIC=%s", t_imports);
     const char *env[] = {port,
                          kb,
                          tc,
                          tp,
+                         tr,
+                         ti,
                          "SSE_HEARTBEAT=300ms",
                          "SSE_HISTORY_ITEM=8",
                          "SSE_HISTORY_ALL=64",
@@ -187,7 +260,7 @@ static void start_instance(instance *in)
     /* Rounds of one event per partition of each topic until one round arrives whole: then
      * every partition is assigned and read from its end. */
     ts_sse all;
-    sse_open(&all, in->port, "content:*", NULL);
+    sse_open(&all, in->port, "content:*,source:*,import:*", NULL);
     bool warm = false;
     for (int round = 0; round < 40 && !warm; round++) {
         char item[96];
@@ -196,13 +269,15 @@ static void start_instance(instance *in)
             produce_content(item, p, "warm",
                             CONTENTENGINE__V1__CONTENT_STATUS__CONTENT_STATUS_DRAFT, 1, NULL);
             produce_progress(item, p, "queued", 0);
+            produce_run(item, p, "warm", "started", 0, NULL);
+            produce_import(item, p, "running", 0, NULL);
         }
         flush_producer();
         int got = 0;
         ts_sse_event ev;
-        while (got < 6 && ts_sse_next_for(&all, item, &ev, got ? 3000 : 1500))
+        while (got < 12 && sse_next_with(&all, item, &ev, got ? 3000 : 1500))
             got++;
-        warm = got == 6;
+        warm = got == 12;
     }
     ts_sse_close(&all);
     assert_true(warm);
@@ -246,6 +321,11 @@ static void test_bad_requests_are_400_problems(void **state)
         "/api/realtime/events?channels=content:",
         "/api/realtime/events?channels=content:1,content:2,content:3,content:4,content:5,"
         "content:6,content:7,content:8,content:9",
+        "/api/realtime/events?channels=source:a/b",
+        "/api/realtime/events?channels=content:*,source:",
+        "/api/realtime/events?channels=import:a%20b",
+        "/api/realtime/events?channels=import:*,runs:1",
+        "/api/realtime/events?channels=sources:*",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_int_equal(ts_http_get_raw(inst_a.port, bad[i], &b), 400);
@@ -418,6 +498,156 @@ static void test_too_old_id_gets_reset(void **state)
     ts_sse_close(&r);
 }
 
+/* The next event on s is exactly this one; its id goes to id (when not NULL). */
+static void expect_event(ts_sse *s, const char *event, const char *json, char *id, size_t size)
+{
+    ts_sse_event ev;
+    assert_true(ts_sse_next(s, &ev, 20000));
+    assert_string_equal(ev.event, event);
+    assert_string_equal(ev.data, json);
+    assert_true(ev.id[0] == 't');
+    if (id) snprintf(id, size, "%s", ev.id);
+}
+
+static void test_run_and_import_progress_reach_subscribers(void **state)
+{
+    (void)state;
+    char src[96], other[96], imp[96], ch[512], json[1024];
+    snprintf(src, sizeof src, "src-%s", uniq);
+    snprintf(other, sizeof other, "src2-%s", uniq);
+    snprintf(imp, sizeof imp, "imp-%s", uniq);
+    ts_sse s1, sall, i1, iall, mix_a, mix_b;
+    snprintf(ch, sizeof ch, "source:%s", src);
+    sse_open(&s1, inst_a.port, ch, NULL);
+    sse_open(&sall, inst_a.port, "source:*", NULL);
+    snprintf(ch, sizeof ch, "import:%s", imp);
+    sse_open(&i1, inst_a.port, ch, NULL);
+    sse_open(&iall, inst_a.port, "import:*", NULL);
+    snprintf(ch, sizeof ch, "content:*,source:%s,import:%s", src, imp);
+    sse_open(&mix_a, inst_a.port, ch, NULL);
+    sse_open(&mix_b, inst_b.port, ch, NULL);
+    /* a run starts, another source's run starts (source:* only), the import commits a batch,
+     * the run progresses, the import fails, the run fails: error texts escaped, one line */
+    static const struct {
+        bool import, other;
+        const char *run_id, *state;
+        int64_t count;
+        const char *error, *error_json;
+    } steps[] = {
+        {false, false, "run-1", "started", 0, NULL, NULL},
+        {false, true, "run-9", "started", 0, NULL, NULL},
+        {true, false, NULL, "running", 500, NULL, NULL},
+        {false, false, "run-1", "progress", 40, NULL, NULL},
+        {true, false, NULL, "failed", 1000, "row 3: \"bad\"\naddress \xff",
+         "row 3: \\\"bad\\\"\\naddress \xef\xbf\xbd"},
+        {false, false, "run-1", "failed", 80, "HTTP 503\r\nevent: forged",
+         "HTTP 503\\r\\nevent: forged"},
+    };
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        const char *id = steps[i].import ? imp : steps[i].other ? other : src;
+        if (steps[i].import) {
+            produce_import(id, BUS_PARTITION_ANY, steps[i].state, steps[i].count, steps[i].error);
+            import_json(json, sizeof json, id, steps[i].state, steps[i].count, steps[i].error_json);
+        } else {
+            produce_run(id, BUS_PARTITION_ANY, steps[i].run_id, steps[i].state, steps[i].count,
+                        steps[i].error);
+            run_json(json, sizeof json, id, steps[i].run_id, steps[i].state, steps[i].count,
+                     steps[i].error_json);
+        }
+        flush_producer();
+        const char *event = steps[i].import ? "import.progress" : "scrape.run";
+        expect_event(steps[i].import ? &iall : &sall, event, json, NULL, 0);
+        if (steps[i].other) continue;
+        char ida[1024], idb[1024];
+        expect_event(steps[i].import ? &i1 : &s1, event, json, NULL, 0);
+        expect_event(&mix_a, event, json, ida, sizeof ida);
+        expect_event(&mix_b, event, json, idb, sizeof idb); /* the other instance */
+        assert_string_equal(ida, idb);
+        assert_non_null(strstr(ida, steps[i].import ? ".i" : ".s"));
+    }
+    /* nothing else reached the one-entity channels (the other source's run, say) */
+    ts_sse_event ev;
+    assert_false(ts_sse_next(&s1, &ev, 500));
+    assert_false(ts_sse_next(&i1, &ev, 100));
+    ts_sse_close(&s1);
+    ts_sse_close(&sall);
+    ts_sse_close(&i1);
+    ts_sse_close(&iall);
+    ts_sse_close(&mix_a);
+    ts_sse_close(&mix_b);
+}
+
+static void test_resume_across_run_import_and_content_sources(void **state)
+{
+    (void)state;
+    char item[96], src[96], imp[96], chans[512], json[1024];
+    snprintf(item, sizeof item, "it6-%s", uniq);
+    snprintf(src, sizeof src, "src3-%s", uniq);
+    snprintf(imp, sizeof imp, "imp3-%s", uniq);
+    snprintf(chans, sizeof chans, "content:%s,source:%s,import:%s", item, src, imp);
+    ts_sse c, watch;
+    sse_open(&c, inst_a.port, chans, NULL);
+    sse_open(&watch, inst_a.port, chans, NULL);
+    char last[1024], wid[1024];
+    produce_run(src, BUS_PARTITION_ANY, "run-3", "started", 0, NULL);
+    flush_producer();
+    run_json(json, sizeof json, src, "run-3", "started", 0, NULL);
+    expect_event(&c, "scrape.run", json, NULL, 0);
+    expect_event(&watch, "scrape.run", json, NULL, 0);
+    produce_import(imp, BUS_PARTITION_ANY, "running", 10, NULL);
+    flush_producer();
+    import_json(json, sizeof json, imp, "running", 10, NULL);
+    expect_event(&c, "import.progress", json, last, sizeof last);
+    expect_event(&watch, "import.progress", json, wid, sizeof wid);
+    assert_string_equal(last, wid);
+    ts_sse_close(&c); /* the rest is missed: four events of four sources */
+    char live[4][1024], want[4][8192];
+    const char *names[4] = {"content.item", "scrape.run", "generation.progress", "import.progress"};
+    for (int step = 0; step < 4; step++) {
+        if (step == 0) {
+            produce_story_step(item, 0);
+        } else if (step == 1) {
+            produce_run(src, BUS_PARTITION_ANY, "run-3", "finished", 12, NULL);
+            flush_producer();
+        } else if (step == 2) {
+            produce_story_step(item, 1);
+        } else {
+            produce_import(imp, BUS_PARTITION_ANY, "done", 20, NULL);
+            flush_producer();
+        }
+        ts_sse_event ev;
+        assert_true(ts_sse_next(&watch, &ev, 20000));
+        assert_string_equal(ev.event, names[step]);
+        snprintf(live[step], sizeof live[step], "%s", ev.id);
+        snprintf(want[step], sizeof want[step], "%s", ev.data);
+    }
+    ts_sse_close(&watch);
+    run_json(json, sizeof json, src, "run-3", "finished", 12, NULL);
+    assert_string_equal(want[1], json);
+    import_json(json, sizeof json, imp, "done", 20, NULL);
+    assert_string_equal(want[3], json);
+    /* the final position names all four sources */
+    assert_non_null(strstr(live[3], ".c"));
+    assert_non_null(strstr(live[3], ".g"));
+    assert_non_null(strstr(live[3], ".i"));
+    assert_non_null(strstr(live[3], ".s"));
+    instance *where[] = {&inst_a, &inst_b};
+    for (int w = 0; w < 2; w++) {
+        ts_sse r;
+        sse_open(&r, where[w]->port, chans, last);
+        for (int step = 0; step < 4; step++) {
+            ts_sse_event ev;
+            assert_true(ts_sse_next(&r, &ev, 20000));
+            assert_string_equal(ev.event, names[step]);
+            assert_string_equal(ev.data, want[step]);
+            assert_string_equal(ev.id, live[step]);
+        }
+        ts_sse_event ev;
+        assert_false(ts_sse_next(&r, &ev, 1000)); /* no duplicate, nothing extra */
+        ts_sse_close(&r);
+    }
+}
+
 static void test_heartbeats_arrive(void **state)
 {
     (void)state;
@@ -527,6 +757,37 @@ static void test_malformed_records_are_skipped_and_counted(void **state)
     core_buf_free(&b);
 }
 
+static void test_malformed_run_and_import_records_are_skipped(void **state)
+{
+    (void)state;
+    char src[96], imp[96], chans[256], s_runs[256], s_imports[256], json[1024];
+    snprintf(src, sizeof src, "src4-%s", uniq);
+    snprintf(imp, sizeof imp, "imp4-%s", uniq);
+    snprintf(chans, sizeof chans, "source:*,import:%s", imp);
+    snprintf(s_runs, sizeof s_runs, "realtime_malformed_events_total{topic=\"%s\"} ", t_runs);
+    snprintf(s_imports, sizeof s_imports, "realtime_malformed_events_total{topic=\"%s\"} ",
+             t_imports);
+    double runs0 = metric_value(inst_a.port, s_runs),
+           imports0 = metric_value(inst_a.port, s_imports);
+    ts_sse c;
+    sse_open(&c, inst_a.port, chans, NULL);
+    /* on partition 0 of each topic, so the good records come after the bad ones */
+    produce(t_runs, src, 0, "\xff\xff\xff garbage", 11);
+    produce_run("bad id", 0, "run-4", "started", 0, NULL); /* no valid source id */
+    produce(t_imports, imp, 0, "\xff\xff\xff garbage", 11);
+    produce_run(src, 0, "run-4", "started", 1, NULL);
+    flush_producer();
+    run_json(json, sizeof json, src, "run-4", "started", 1, NULL);
+    expect_event(&c, "scrape.run", json, NULL, 0);
+    produce_import(imp, 0, "done", 7, NULL);
+    flush_producer();
+    import_json(json, sizeof json, imp, "done", 7, NULL);
+    expect_event(&c, "import.progress", json, NULL, 0);
+    ts_sse_close(&c);
+    assert_true(metric_value(inst_a.port, s_runs) >= runs0 + 2);
+    assert_true(metric_value(inst_a.port, s_imports) >= imports0 + 1);
+}
+
 /* ---------------------------------------------------------------- setup */
 
 static int setup(void **state)
@@ -538,8 +799,10 @@ static int setup(void **state)
         if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9'))) *p = '-';
     snprintf(t_content, sizeof t_content, "rt-it-content-%s", uniq);
     snprintf(t_progress, sizeof t_progress, "rt-it-progress-%s", uniq);
-    const char *topics[] = {t_content, t_progress};
-    for (int i = 0; i < 2; i++)
+    snprintf(t_runs, sizeof t_runs, "rt-it-runs-%s", uniq);
+    snprintf(t_imports, sizeof t_imports, "rt-it-imports-%s", uniq);
+    const char *topics[] = {t_content, t_progress, t_runs, t_imports};
+    for (int i = 0; i < 4; i++)
         if (!ts_bus_create_topic(&loop, brokers, topics[i], 3, NULL)) return -1;
     char err[256];
     producer = bus_producer_new(&loop,
@@ -566,8 +829,8 @@ static int teardown(void **state)
     bool closed = false;
     bus_producer_close(producer, 10000, on_producer_closed, &closed);
     ts_run_until(&loop, ts_flag_set, &closed, 20000);
-    const char *topics[] = {t_content, t_progress};
-    for (int i = 0; i < 2; i++)
+    const char *topics[] = {t_content, t_progress, t_runs, t_imports};
+    for (int i = 0; i < 4; i++)
         ts_bus_delete_topic(&loop, brokers, topics[i]);
     ts_loop_close_all(&loop);
     return 0;
@@ -593,6 +856,9 @@ int main(void)
         cmocka_unit_test(test_events_in_order_same_ids_on_second_instance),
         cmocka_unit_test(test_resume_gets_exactly_the_missed_events),
         cmocka_unit_test(test_too_old_id_gets_reset),
+        cmocka_unit_test(test_run_and_import_progress_reach_subscribers),
+        cmocka_unit_test(test_resume_across_run_import_and_content_sources),
+        cmocka_unit_test(test_malformed_run_and_import_records_are_skipped),
         cmocka_unit_test(test_heartbeats_arrive),
         cmocka_unit_test(test_slow_client_is_dropped_and_memory_stays_bounded),
         cmocka_unit_test(test_malformed_records_are_skipped_and_counted),

@@ -123,6 +123,8 @@ bool ts_sse_open(ts_sse *s, int port, const char *path, const char *last_id);
 bool ts_sse_fill(ts_sse *s, int64_t timeout_ms);
 /* Next event with an event: line (comments count as heartbeats; retry: is ignored). */
 bool ts_sse_next(ts_sse *s, ts_sse_event *ev, int64_t timeout_ms);
+/* Next event whose data contains needle, skipping others. */
+bool ts_sse_next_matching(ts_sse *s, const char *needle, ts_sse_event *ev, int64_t timeout_ms);
 /* Next event whose data names item ("item_id":"<item>"), skipping others. */
 bool ts_sse_next_for(ts_sse *s, const char *item, ts_sse_event *ev, int64_t timeout_ms);
 void ts_sse_close(ts_sse *s);

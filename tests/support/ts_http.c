@@ -197,14 +197,19 @@ bool ts_sse_next(ts_sse *s, ts_sse_event *ev, int64_t timeout_ms)
     }
 }
 
-bool ts_sse_next_for(ts_sse *s, const char *item, ts_sse_event *ev, int64_t timeout_ms)
+bool ts_sse_next_matching(ts_sse *s, const char *needle, ts_sse_event *ev, int64_t timeout_ms)
 {
-    char needle[128];
-    snprintf(needle, sizeof needle, "\"item_id\":\"%s\"", item);
     int64_t deadline = core_mono_ns() + timeout_ms * 1000000;
     for (;;) {
         int64_t left = (deadline - core_mono_ns()) / 1000000;
         if (left <= 0 || !ts_sse_next(s, ev, left)) return false;
         if (strstr(ev->data, needle)) return true;
     }
+}
+
+bool ts_sse_next_for(ts_sse *s, const char *item, ts_sse_event *ev, int64_t timeout_ms)
+{
+    char needle[128];
+    snprintf(needle, sizeof needle, "\"item_id\":\"%s\"", item);
+    return ts_sse_next_matching(s, needle, ev, timeout_ms);
 }

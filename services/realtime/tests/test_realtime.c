@@ -22,19 +22,55 @@ static void test_channel_names(void **state)
 {
     (void)state;
     rt_channel_kind k;
-    assert_true(rt_channel_name_valid("content:*", 9, &k));
+    rt_family f;
+    assert_true(rt_channel_name_valid("content:*", 9, &f, &k));
     assert_int_equal(k, RT_CHANNEL_ALL_ITEMS);
-    assert_true(rt_channel_name_valid("content:0190-ab_C", 17, &k));
+    assert_int_equal(f, RT_FAMILY_CONTENT);
+    assert_true(rt_channel_name_valid("content:0190-ab_C", 17, &f, &k));
     assert_int_equal(k, RT_CHANNEL_ITEM);
-    assert_false(rt_channel_name_valid("content:", 8, &k));
-    assert_false(rt_channel_name_valid("content:**", 10, &k));
-    assert_false(rt_channel_name_valid("content:a/b", 11, &k));
-    assert_false(rt_channel_name_valid("content:a b", 11, &k));
-    assert_false(rt_channel_name_valid("users:1", 7, &k));
+    assert_true(rt_channel_name_valid("source:*", 8, &f, &k));
+    assert_int_equal(f, RT_FAMILY_SOURCE);
+    assert_int_equal(k, RT_CHANNEL_ALL_ITEMS);
+    const char uuid_src[] = "source:0b9e6a52-3f0c-4f7e-9d8e-1c2b3a4d5e6f";
+    assert_true(rt_channel_name_valid(uuid_src, sizeof uuid_src - 1, &f, &k));
+    assert_int_equal(f, RT_FAMILY_SOURCE);
+    assert_int_equal(k, RT_CHANNEL_ITEM);
+    assert_true(rt_channel_name_valid("import:*", 8, &f, &k));
+    assert_int_equal(f, RT_FAMILY_IMPORT);
+    assert_int_equal(k, RT_CHANNEL_ALL_ITEMS);
+    assert_true(rt_channel_name_valid("import:imp_1", 12, &f, &k));
+    assert_int_equal(f, RT_FAMILY_IMPORT);
+    assert_int_equal(k, RT_CHANNEL_ITEM);
+    /* only the given length counts */
+    assert_true(rt_channel_name_valid("import:abc,content:*", 10, NULL, NULL));
+    const char *bad[] = {"content:",   "content:**", "content:a/b", "content:a b",
+                         "users:1",    "source:",    "source",      "source:**",
+                         "source:a.b", "sources:a",  "import:",     "import",
+                         "import:a:b", "imports:*",  "Import:a",    "source:*a",
+                         ":a",         "*"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (rt_channel_name_valid(bad[i], strlen(bad[i]), &f, &k)) fail_msg("accepted %s", bad[i]);
     char longid[80];
     memset(longid, 'a', sizeof longid);
     assert_true(rt_item_id_valid(longid, 64));
     assert_false(rt_item_id_valid(longid, 65));
+    char name[RT_CHANNEL_NAME_MAX + 1], id64[65];
+    memset(id64, 'z', 64);
+    id64[64] = '\0';
+    assert_true(rt_channel_name(RT_FAMILY_CONTENT, id64, name, sizeof name)); /* the longest */
+    assert_int_equal(strlen(name), RT_CHANNEL_NAME_MAX);
+    assert_true(rt_channel_name(RT_FAMILY_SOURCE, "s1", name, sizeof name));
+    assert_string_equal(name, "source:s1");
+    assert_true(rt_channel_name(RT_FAMILY_IMPORT, "i1", name, sizeof name));
+    assert_string_equal(name, "import:i1");
+    assert_false(rt_channel_name(RT_FAMILY_IMPORT, "a b", name, sizeof name));
+    assert_false(rt_channel_name(RT_FAMILY_IMPORT, "", name, sizeof name));
+    assert_string_equal(rt_family_all(RT_FAMILY_SOURCE), "source:*");
+    assert_string_equal(rt_family_prefix(RT_FAMILY_IMPORT), "import");
+    assert_int_equal(rt_topic_family(RT_TOPIC_CONTENT), RT_FAMILY_CONTENT);
+    assert_int_equal(rt_topic_family(RT_TOPIC_PROGRESS), RT_FAMILY_CONTENT);
+    assert_int_equal(rt_topic_family(RT_TOPIC_RUNS), RT_FAMILY_SOURCE);
+    assert_int_equal(rt_topic_family(RT_TOPIC_IMPORTS), RT_FAMILY_IMPORT);
 }
 
 static void test_channel_list_parsing(void **state)
@@ -54,6 +90,17 @@ static void test_channel_list_parsing(void **state)
     assert_non_null(strstr(err, "at most 2"));
     assert_false(rt_channels_parse("nope", 8, &l, err, sizeof err));
     assert_non_null(strstr(err, "\"nope\""));
+    /* kinds mix in one subscription */
+    assert_true(rt_channels_parse("content:*,source:abc,import:*,source:*,import:i-1,source:abc", 8,
+                                  &l, err, sizeof err));
+    assert_int_equal(l.n, 5);
+    assert_string_equal(l.names[1], "source:abc");
+    assert_string_equal(l.names[4], "import:i-1");
+    assert_false(rt_channels_parse("content:*,source:a/b", 8, &l, err, sizeof err));
+    assert_non_null(strstr(err, "\"source:a/b\""));
+    assert_non_null(strstr(err, "content, source or import"));
+    assert_false(rt_channels_parse("import:", 8, &l, err, sizeof err));
+    assert_false(rt_channels_parse("runs:1", 8, &l, err, sizeof err));
 }
 
 /* ------------------------------------------------------------ id vectors */
@@ -104,7 +151,10 @@ static void test_posvec_rejects_malformed(void **state)
                          "t1.c70000:1",
                          "t1.c1:99999999999999999999",
                          "t1 .c1:2",
-                         "t1.c1:2\n"};
+                         "t1.c1:2\n",
+                         "t1.s0:1.i0:1", /* i sorts before s */
+                         "t1.i0:1.i0:2",
+                         "t1.r0:1"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         rt_posvec p;
         if (rt_posvec_parse(bad[i], &p)) fail_msg("accepted \"%s\"", bad[i]);
@@ -113,6 +163,35 @@ static void test_posvec_rejects_malformed(void **state)
     assert_true(rt_posvec_parse("t0", &p));
     assert_int_equal(p.n, 0);
     rt_posvec_free(&p);
+}
+
+static void test_posvec_new_sources(void **state)
+{
+    (void)state;
+    rt_posvec v = {0};
+    v.t0 = 5;
+    assert_true(rt_posvec_set(&v, RT_TOPIC_RUNS, 2, 40));
+    assert_true(rt_posvec_set(&v, RT_TOPIC_IMPORTS, 0, 12));
+    assert_true(rt_posvec_set(&v, RT_TOPIC_PROGRESS, 5, 567));
+    assert_true(rt_posvec_set(&v, RT_TOPIC_CONTENT, 3, 1234));
+    core_buf b = {0};
+    rt_posvec_format(&v, &b);
+    assert_string_equal(b.data, "t5.c3:1234.g5:567.i0:12.s2:40"); /* sorted by letter */
+    rt_posvec p;
+    assert_true(rt_posvec_parse(b.data, &p));
+    int64_t off;
+    assert_true(rt_posvec_get(&p, RT_TOPIC_RUNS, 2, &off));
+    assert_int_equal(off, 40);
+    assert_true(rt_posvec_get(&p, RT_TOPIC_IMPORTS, 0, &off));
+    assert_int_equal(off, 12);
+    assert_true(rt_posvec_covers(&p, &v) && rt_posvec_covers(&v, &p));
+    rt_posvec_free(&p);
+    /* ids of the content topics alone are what they always were */
+    assert_true(rt_posvec_parse("t1732212345678.c0:7.c3:1240.g5:567", &p));
+    assert_int_equal(p.n, 3);
+    rt_posvec_free(&p);
+    rt_posvec_free(&v);
+    core_buf_free(&b);
 }
 
 /* ------------------------------------------------------------ JSON and SSE */
@@ -171,6 +250,77 @@ static void test_event_json_and_frames(void **state)
     core_buf_free(&f);
 }
 
+/* One line with exactly two newlines after it, and no raw control characters inside. */
+static void assert_one_frame(const core_buf *f, const char *event)
+{
+    char head[64];
+    int n = snprintf(head, sizeof head, "event: %s\ndata: {", event);
+    assert_int_equal(strncmp(f->data, head, (size_t)n), 0);
+    assert_int_equal(strcmp(f->data + f->len - 3, "}\n\n"), 0);
+    int nl = 0;
+    for (size_t i = 0; i < f->len; i++) {
+        nl += f->data[i] == '\n';
+        assert_true((unsigned char)f->data[i] >= 0x20 || f->data[i] == '\n');
+    }
+    assert_int_equal(nl, 3);
+}
+
+static void test_run_and_import_json(void **state)
+{
+    (void)state;
+    Contentengine__V1__ScrapeRunEvent run = CONTENTENGINE__V1__SCRAPE_RUN_EVENT__INIT;
+    run.run_id = "r-1";
+    run.source_id = "0b9e6a52-3f0c-4f7e-9d8e-1c2b3a4d5e6f";
+    run.state = "failed";
+    run.fetched = 120;
+    run.new_items = 7;
+    run.unchanged = 100;
+    run.failed = 13;
+    run.error_summary = "http 503 \"x\"\r\nevent: forged\x01 \xff \xc3\xa9";
+    core_buf j = {0}, f = {0};
+    rt_json_scrape_run(&j, &run);
+    assert_string_equal(j.data, "{\"run_id\":\"r-1\",\"source_id\":"
+                                "\"0b9e6a52-3f0c-4f7e-9d8e-1c2b3a4d5e6f\",\"state\":\"failed\","
+                                "\"fetched\":120,\"new_items\":7,\"unchanged\":100,\"failed\":13,"
+                                "\"error_summary\":\"http 503 \\\"x\\\"\\r\\nevent: "
+                                "forged\\u0001 \xef\xbf\xbd \xc3\xa9\"}");
+    rt_sse_frame(&f, RT_EVENT_RUN, j.data, j.len);
+    assert_one_frame(&f, "scrape.run");
+
+    Contentengine__V1__ImportProgress ip = CONTENTENGINE__V1__IMPORT_PROGRESS__INIT;
+    ip.import_id = "imp-9";
+    ip.status = "running";
+    ip.rows_processed = 5000000000LL; /* int64 stays exact */
+    ip.rows_inserted = 4;
+    ip.rows_updated = 3;
+    ip.rows_skipped = 2;
+    ip.rows_failed = 1;
+    ip.occurred_unix_ms = 1732212345678;
+    ip.error = "bad\nline\t\"q\"";
+    core_buf_reset(&j);
+    core_buf_reset(&f);
+    rt_json_import(&j, &ip);
+    assert_string_equal(j.data, "{\"import_id\":\"imp-9\",\"status\":\"running\","
+                                "\"rows_processed\":5000000000,\"rows_inserted\":4,"
+                                "\"rows_updated\":3,\"rows_skipped\":2,\"rows_failed\":1,"
+                                "\"occurred_unix_ms\":1732212345678,"
+                                "\"error\":\"bad\\nline\\t\\\"q\\\"\"}");
+    rt_sse_frame(&f, RT_EVENT_IMPORT, j.data, j.len);
+    assert_one_frame(&f, "import.progress");
+    /* absent strings (NULL) are empty, zero counts are written */
+    Contentengine__V1__ImportProgress empty = CONTENTENGINE__V1__IMPORT_PROGRESS__INIT;
+    empty.import_id = NULL;
+    empty.status = NULL;
+    empty.error = NULL;
+    core_buf_reset(&j);
+    rt_json_import(&j, &empty);
+    assert_string_equal(j.data, "{\"import_id\":\"\",\"status\":\"\",\"rows_processed\":0,"
+                                "\"rows_inserted\":0,\"rows_updated\":0,\"rows_skipped\":0,"
+                                "\"rows_failed\":0,\"occurred_unix_ms\":0,\"error\":\"\"}");
+    core_buf_free(&j);
+    core_buf_free(&f);
+}
+
 static void test_decode_rejects_garbage(void **state)
 {
     (void)state;
@@ -190,6 +340,56 @@ static void test_decode_rejects_garbage(void **state)
     assert_true(rt_decode_event(RT_TOPIC_PROGRESS, buf, len, &f, id, sizeof id, err, sizeof err));
     assert_string_equal(id, "good");
     assert_non_null(strstr(f.data, "event: generation.progress\n"));
+
+    /* scraper runs: the channel id is source_id */
+    assert_false(
+        rt_decode_event(RT_TOPIC_RUNS, "\xff\xff\xff", 3, &f, id, sizeof id, err, sizeof err));
+    assert_non_null(strstr(err, "ScrapeRunEvent"));
+    Contentengine__V1__ScrapeRunEvent run = CONTENTENGINE__V1__SCRAPE_RUN_EVENT__INIT;
+    run.run_id = "r1";
+    len = contentengine__v1__scrape_run_event__pack(&run, buf); /* no source_id */
+    assert_false(rt_decode_event(RT_TOPIC_RUNS, buf, len, &f, id, sizeof id, err, sizeof err));
+    assert_non_null(strstr(err, "source_id"));
+    run.source_id = "src/1";
+    len = contentengine__v1__scrape_run_event__pack(&run, buf);
+    assert_false(rt_decode_event(RT_TOPIC_RUNS, buf, len, &f, id, sizeof id, err, sizeof err));
+    run.source_id = "src-1";
+    run.state = "progress";
+    run.fetched = 3;
+    len = contentengine__v1__scrape_run_event__pack(&run, buf);
+    assert_true(rt_decode_event(RT_TOPIC_RUNS, buf, len, &f, id, sizeof id, err, sizeof err));
+    assert_string_equal(id, "src-1");
+    assert_string_equal(f.data, "event: scrape.run\ndata: {\"run_id\":\"r1\",\"source_id\":"
+                                "\"src-1\",\"state\":\"progress\",\"fetched\":3,\"new_items\":0,"
+                                "\"unchanged\":0,\"failed\":0,\"error_summary\":\"\"}\n\n");
+
+    /* imports: the channel id is import_id */
+    Contentengine__V1__ImportProgress ip = CONTENTENGINE__V1__IMPORT_PROGRESS__INIT;
+    ip.status = "done";
+    len = contentengine__v1__import_progress__pack(&ip, buf);
+    assert_false(rt_decode_event(RT_TOPIC_IMPORTS, buf, len, &f, id, sizeof id, err, sizeof err));
+    assert_non_null(strstr(err, "import_id"));
+    char longid[70];
+    memset(longid, 'a', 65);
+    longid[65] = '\0';
+    ip.import_id = longid;
+    len = contentengine__v1__import_progress__pack(&ip, buf);
+    assert_false(rt_decode_event(RT_TOPIC_IMPORTS, buf, len, &f, id, sizeof id, err, sizeof err));
+    ip.import_id = "0b9e6a52-3f0c-4f7e-9d8e-1c2b3a4d5e6f";
+    ip.rows_processed = 10;
+    len = contentengine__v1__import_progress__pack(&ip, buf);
+    assert_true(rt_decode_event(RT_TOPIC_IMPORTS, buf, len, &f, id, sizeof id, err, sizeof err));
+    assert_string_equal(id, "0b9e6a52-3f0c-4f7e-9d8e-1c2b3a4d5e6f");
+    assert_non_null(strstr(f.data, "event: import.progress\ndata: {\"import_id\":\"0b9e"));
+    assert_non_null(strstr(f.data, "\"status\":\"done\",\"rows_processed\":10,"));
+    /* a content record on the runs topic is not a ScrapeRunEvent with a valid source id */
+    Contentengine__V1__ContentEvent ce = CONTENTENGINE__V1__CONTENT_EVENT__INIT;
+    ce.item_id = "x";
+    ce.title = "t t";
+    len = contentengine__v1__content_event__pack(&ce, buf);
+    assert_false(rt_decode_event(RT_TOPIC_RUNS, buf, len, &f, id, sizeof id, err, sizeof err));
+    assert_false(rt_decode_event(RT_NTOPICS, buf, len, &f, id, sizeof id, err, sizeof err));
+    assert_false(rt_decode_event(-1, buf, len, &f, id, sizeof id, err, sizeof err));
     core_buf_free(&f);
 }
 
@@ -458,6 +658,134 @@ static void test_hub_overflow_heartbeat_shutdown_and_sweep(void **state)
     core_buf_free(&idle.out);
 }
 
+static void test_hub_source_and_import_channels(void **state)
+{
+    (void)state;
+    rt_hub *h = hub_new(4, 64);
+    test_sink src = {0}, srcall = {0}, imp = {0}, mixed = {0}, cont = {0};
+    rt_channel_list l_src = chans_of("source:x"), l_srcall = chans_of("source:*"),
+                    l_imp = chans_of("import:x"), l_cont = chans_of("content:x"),
+                    l_mixed = chans_of("content:*,source:x,import:*");
+    rt_client *c1 = rt_hub_attach(h, &l_src, NULL, sink_of(&src));
+    rt_client *c2 = rt_hub_attach(h, &l_srcall, NULL, sink_of(&srcall));
+    rt_client *c3 = rt_hub_attach(h, &l_imp, NULL, sink_of(&imp));
+    rt_client *c4 = rt_hub_attach(h, &l_mixed, NULL, sink_of(&mixed));
+    rt_client *c5 = rt_hub_attach(h, &l_cont, NULL, sink_of(&cont));
+    /* the same id "x" names three different entities */
+    pub(h, RT_TOPIC_RUNS, 1, 10, 1000, "x");
+    pub(h, RT_TOPIC_RUNS, 0, 3, 1001, "y");
+    pub(h, RT_TOPIC_IMPORTS, 2, 7, 1002, "x");
+    pub(h, RT_TOPIC_CONTENT, 0, 1, 1003, "x");
+    pub(h, RT_TOPIC_IMPORTS, 0, 8, 1004, "z");
+    assert_int_equal(count_events(src.out.data), 1);
+    assert_non_null(strstr(src.out.data, "id: t1000.s1:10\nevent: e\n"));
+    assert_int_equal(count_events(srcall.out.data), 2);
+    assert_non_null(strstr(srcall.out.data, "id: t1000.s0:3.s1:10\n"));
+    assert_int_equal(count_events(imp.out.data), 1);
+    assert_non_null(strstr(imp.out.data, "id: t1002.i2:7\n"));
+    assert_int_equal(count_events(cont.out.data), 1);
+    assert_non_null(strstr(cont.out.data, "id: t1003.c0:1\n"));
+    /* content:* + source:x + import:*: all but source y's run, each once, one position */
+    assert_int_equal(count_events(mixed.out.data), 4);
+    assert_null(strstr(mixed.out.data, "s0:3"));
+    assert_non_null(strstr(mixed.out.data, "id: t1000.c0:1.i0:8.i2:7.s1:10\n"));
+    assert_int_equal(rt_hub_item_channels(h), 5); /* source:x, source:y, import:x/z, content:x */
+    rt_hub_detach(h, c1);
+    rt_hub_detach(h, c2);
+    rt_hub_detach(h, c3);
+    rt_hub_detach(h, c5);
+    char id[256];
+    last_id(&mixed.out, id, sizeof id);
+    rt_hub_detach(h, c4);
+    /* missed, in this order: an import event, a run of x, a run of y (not subscribed), a content
+     * event, and one of a runs partition the client has no entry for */
+    pub(h, RT_TOPIC_IMPORTS, 2, 9, 1005, "x");
+    pub(h, RT_TOPIC_RUNS, 1, 11, 1006, "x");
+    pub(h, RT_TOPIC_RUNS, 0, 4, 1007, "y");
+    pub(h, RT_TOPIC_CONTENT, 0, 2, 1008, "q");
+    pub(h, RT_TOPIC_RUNS, 2, 1, 1009, "x");
+    rt_posvec pos;
+    assert_true(rt_posvec_parse(id, &pos));
+    test_sink r = {0};
+    rt_client *cr = rt_hub_attach(h, &l_mixed, &pos, sink_of(&r));
+    assert_non_null(cr);
+    assert_int_equal(count_events(r.out.data), 4);
+    const char *o9 = strstr(r.out.data, "\"o\":9}"), *o11 = strstr(r.out.data, "\"o\":11}"),
+               *o2 = strstr(r.out.data, "\"o\":2}"), *o1 = strstr(r.out.data, "\"o\":1}");
+    assert_true(o9 && o11 && o2 && o1 && o9 < o11 && o11 < o2 && o2 < o1);
+    assert_null(strstr(r.out.data, "\"o\":4}"));
+    assert_non_null(strstr(r.out.data, "id: t1000.c0:2.i0:8.i2:9.s1:11.s2:1\n"));
+    rt_hub_detach(h, cr);
+    /* source:x holds 4: a position before its evicted events resets; content is untouched */
+    for (int i = 12; i < 18; i++)
+        pub(h, RT_TOPIC_RUNS, 1, i, 1000 + i, "x");
+    core_buf out = {0};
+    assert_true(rt_posvec_parse("t1000.s1:11", &pos));
+    assert_int_equal(rt_hub_replay(h, &l_src, &pos, &out), RT_RESUME_TOO_OLD);
+    rt_posvec_free(&pos);
+    /* s2:1 was evicted too: a position without an entry for s2 resets, one with it replays */
+    assert_true(rt_posvec_parse("t1000.s1:13", &pos));
+    assert_int_equal(rt_hub_replay(h, &l_src, &pos, &out), RT_RESUME_TOO_OLD);
+    rt_posvec_free(&pos);
+    assert_true(rt_posvec_parse("t1000.s1:13.s2:1", &pos));
+    assert_int_equal(rt_hub_replay(h, &l_src, &pos, &out), RT_RESUME_OK);
+    assert_int_equal(count_events(out.data), 4);
+    rt_posvec_free(&pos);
+    assert_true(rt_posvec_parse("t1000.c0:1", &pos));
+    core_buf_reset(&out);
+    assert_int_equal(rt_hub_replay(h, &l_cont, &pos, &out), RT_RESUME_OK);
+    assert_int_equal(count_events(out.data), 0);
+    rt_posvec_free(&pos);
+    rt_hub_free(h);
+    core_buf_free(&out);
+    core_buf_free(&src.out);
+    core_buf_free(&srcall.out);
+    core_buf_free(&imp.out);
+    core_buf_free(&mixed.out);
+    core_buf_free(&cont.out);
+    core_buf_free(&r.out);
+}
+
+/* History limits of one family do not reset subscribers of another. */
+static void test_hub_families_keep_their_own_floors(void **state)
+{
+    (void)state;
+    rt_hub *h = hub_new(4, 64);
+    /* content channels dropped for idleness raise the floors of the content topics only */
+    for (int i = 0; i < 3; i++) {
+        char item[16];
+        snprintf(item, sizeof item, "i%d", i);
+        pub(h, RT_TOPIC_CONTENT, 0, 10 + i, 2000 + i, item);
+    }
+    rt_hub_tick(h, core_now_unix_ms() + 120000);
+    assert_int_equal(rt_hub_item_channels(h), 0);
+    /* an import channel (new, or not existing at all) is not affected by them */
+    rt_channel_list imp = chans_of("import:new");
+    rt_posvec pos;
+    core_buf out = {0};
+    assert_true(rt_posvec_parse("t1500.i0:3", &pos));
+    assert_int_equal(rt_hub_replay(h, &imp, &pos, &out), RT_RESUME_OK);
+    rt_posvec_free(&pos);
+    pub(h, RT_TOPIC_IMPORTS, 0, 4, 2100, "new");
+    assert_true(rt_posvec_parse("t1500.i0:3", &pos));
+    core_buf_reset(&out);
+    assert_int_equal(rt_hub_replay(h, &imp, &pos, &out), RT_RESUME_OK);
+    assert_int_equal(count_events(out.data), 1);
+    rt_posvec_free(&pos);
+    /* while a content channel re-created after the drop still resets */
+    rt_channel_list c1 = chans_of("content:i1");
+    assert_true(rt_posvec_parse("t1500.i0:3", &pos));
+    assert_int_equal(rt_hub_replay(h, &c1, &pos, &out), RT_RESUME_TOO_OLD);
+    rt_posvec_free(&pos);
+    /* and the mixed subscription resets when any of its channels does */
+    rt_channel_list both = chans_of("import:new,content:i1");
+    assert_true(rt_posvec_parse("t1500.i0:4", &pos));
+    assert_int_equal(rt_hub_replay(h, &both, &pos, &out), RT_RESUME_TOO_OLD);
+    rt_posvec_free(&pos);
+    rt_hub_free(h);
+    core_buf_free(&out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -465,14 +793,18 @@ int main(void)
         cmocka_unit_test(test_channel_list_parsing),
         cmocka_unit_test(test_posvec_roundtrip_and_order),
         cmocka_unit_test(test_posvec_rejects_malformed),
+        cmocka_unit_test(test_posvec_new_sources),
         cmocka_unit_test(test_json_escaping),
         cmocka_unit_test(test_event_json_and_frames),
+        cmocka_unit_test(test_run_and_import_json),
         cmocka_unit_test(test_decode_rejects_garbage),
         cmocka_unit_test(test_hub_fanout_dedup_and_ids),
         cmocka_unit_test(test_hub_resume_exactly_missed),
         cmocka_unit_test(test_hub_too_old_resets),
         cmocka_unit_test(test_hub_ring_grows_then_wraps),
         cmocka_unit_test(test_hub_overflow_heartbeat_shutdown_and_sweep),
+        cmocka_unit_test(test_hub_source_and_import_channels),
+        cmocka_unit_test(test_hub_families_keep_their_own_floors),
     };
     return cmocka_run_group_tests_name("realtime", tests, NULL, NULL);
 }
