@@ -7,7 +7,10 @@
 #   nginx      the reference reverse proxy: Debian's nginx, worker_processes auto, an upstream
 #              block with keepalive 64, proxy_http_version 1.1, Connection "", access_log to a
 #              file under var/
-#   gateway    build/bin/gateway with GATEWAY_ROUTES="/api/bench=bench", its JSON access log
+#   gateway    build/bin/gateway with GATEWAY_ROUTES="/api/bench=bench;public" and
+#              GATEWAY_PUBLIC_RATE=off: a public route without rate limiting, because nginx here
+#              checks no token and limits nothing (the gateway's authorization is measured by
+#              its unit tests, not here); its JSON access log
 #              (stdout) redirected to a file under var/; twice: one process (the design brief's
 #              model, GATEWAY_WORKERS=1) and GATEWAY_WORKERS=N (nginx's model; N = nginx's
 #              worker count unless BENCH_GATEWAY_WORKERS says otherwise)
@@ -140,8 +143,13 @@ GW_WORKERS="${BENCH_GATEWAY_WORKERS:-$nginx_workers}"
 
 # start_gateway PORT WORKERS LOG: prints the pid.
 start_gateway() {
-    HTTP_PORT="$1" GATEWAY_WORKERS="$2" GATEWAY_UPSTREAMS="bench=127.0.0.1:$UP_PORT" \
-        GATEWAY_ROUTES="/api/bench=bench" LOG_LEVEL=info "$GATEWAY" >"$3" 2>&1 &
+    # AUTH_PUBLIC_KEY: required even though the one route is public
+    (
+        eval "$("$ROOT/scripts/secrets.sh" env gateway)"
+        HTTP_PORT="$1" GATEWAY_WORKERS="$2" GATEWAY_UPSTREAMS="bench=127.0.0.1:$UP_PORT" \
+            GATEWAY_ROUTES="/api/bench=bench;public" GATEWAY_PUBLIC_RATE=off LOG_LEVEL=info \
+            exec "$GATEWAY" >"$3" 2>&1
+    ) &
     echo $!
 }
 gw1_pid="$(start_gateway "$GW_PORT" 1 "$DIR/gateway-1.log")"

@@ -78,7 +78,7 @@ proc_pid() {
     read -r pid <"$pidf" || return 1
     [[ "$pid" =~ ^[0-9]+$ ]] || return 1
     local have want
-    have="$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+    have="$(tr '\0' '\n' 2>/dev/null <"/proc/$pid/cmdline")" || return 1
     want="$(tr '\0' '\n' <"$argvf")"
     # Equal, or ending with it: for a '#!' script the kernel puts the interpreter in front.
     [[ -n "$have" && ("$have" == "$want" || "$have" == *$'\n'"$want") ]] || return 1

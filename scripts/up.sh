@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # `make up`: the whole local stack on loopback. Installs what is missing, builds, starts Kafka and
-# PostgreSQL, creates topics, proves Kafka works, starts every service that is built.
+# PostgreSQL, creates topics, proves Kafka works, creates the local secrets once (scripts/secrets.sh:
+# keys, the first admin's e-mail and password), starts every service that is built with the
+# secrets it needs, and prints where the dashboard is and how to log in.
 # Safe to run again: what already runs is left alone, and the summary says nothing changed.
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -28,6 +30,13 @@ if [[ -x "$S/migrate.sh" ]]; then
     "$S/migrate.sh"
 fi
 
+# The scraper refuses private and loopback addresses unless allowlisted: locally, loopback is
+# allowed so that a test site on this machine can be scraped (said again in the summary).
+SCRAPER_ALLOW_PRIVATE="${SCRAPER_ALLOW_PRIVATE-127.0.0.1/32,::1}"
+
+# Keys and the first admin's login, generated once under var/secrets (kept on later runs).
+"$S/secrets.sh"
+
 started=() running=() missing=()
 for svc in $SERVICES; do
     bin="$BINDIR/$svc"
@@ -41,10 +50,17 @@ for svc in $SERVICES; do
     fi
     log "starting $svc"
     url="$("$S/postgres.sh" url "$svc")"
-    KAFKA_BROKERS="$KAFKA_BOOTSTRAP" DATABASE_URL="$url" SERVICE_NAME="$svc" \
-        HTTP_HOST=127.0.0.1 HTTP_PORT="$(service_port "$svc")" \
-        MIGRATIONS_DIR="$ROOT/services/$svc/migrations" \
-        proc_start "$svc" "$LOGDIR/$svc.log" "$bin"
+    # The service's secrets (AUTH_PUBLIC_KEY for the gateway; the keys and the first admin for
+    # subscriber-manager) go to its environment only, read from var/secrets by the eval.
+    secrets_env="$("$S/secrets.sh" env "$svc")" || die "scripts/secrets.sh env $svc failed"
+    (
+        eval "$secrets_env"
+        KAFKA_BROKERS="$KAFKA_BOOTSTRAP" DATABASE_URL="$url" SERVICE_NAME="$svc" \
+            HTTP_HOST=127.0.0.1 HTTP_PORT="$(service_port "$svc")" \
+            MIGRATIONS_DIR="$ROOT/services/$svc/migrations" GATEWAY_STATIC_DIR="$ROOT/build/dashboard" \
+            SCRAPER_ALLOW_PRIVATE="$SCRAPER_ALLOW_PRIVATE" \
+            proc_start "$svc" "$LOGDIR/$svc.log" "$bin"
+    )
     started+=("$svc")
     changed=1
 done
@@ -70,7 +86,15 @@ fi
 note "Kafka       $KAFKA_BOOTSTRAP (controller $CE_HOST:$CE_KAFKA_CONTROLLER_PORT)"
 note "PostgreSQL  $CE_HOST:$CE_PG_PORT, database $PG_DB (a role's URL: scripts/postgres.sh url ROLE)"
 if [[ -x "$BINDIR/gateway" ]]; then
-    note "gateway     http://127.0.0.1:8080/"
+    note "gateway     http://127.0.0.1:8080/ (the dashboard; the API under /api)"
+fi
+if [[ -x "$BINDIR/subscriber-manager" ]]; then
+    # A generated, local-only default, printed so that the walkthrough (README.md) can log in.
+    note "admin login $(cat "$SECRETS/admin-email") / $(cat "$SECRETS/admin-password")" \
+        "(kept in ${SECRETS#"$ROOT"/}/admin-email and admin-password)"
+fi
+if [[ -x "$BINDIR/scraper" && -n "$SCRAPER_ALLOW_PRIVATE" ]]; then
+    note "scraper     may fetch $SCRAPER_ALLOW_PRIVATE (local test sites; SCRAPER_ALLOW_PRIVATE= to refuse)"
 fi
 services_running=("${running[@]}" "${started[@]}")
 note "services    ${services_running[*]:-none built yet}"

@@ -72,7 +72,7 @@ static int headers_hex(char c)
 }
 
 /* "." or "..", also written %2e: a segment an upstream that normalizes paths would resolve,
- * walking out of the prefix the gateway routed (and, later, authorized) on. */
+ * walking out of the prefix the gateway routed and authorized on. */
 static bool headers_dot_segment(const char *s, size_t len)
 {
     size_t dots = 0;

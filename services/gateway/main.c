@@ -6,20 +6,25 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "authz.h"
 #include "core.h"
 #include "http.h"
 #include "proxy.h"
 #include "readiness.h"
 #include "routes.h"
+#include "static.h"
 #include "workers.h"
 
 typedef struct settings {
     const char *service;
     const char *host;
     int64_t port;
-    int64_t max_body, connect_ms, read_ms, keepalive, workers, drain_ms;
+    int64_t max_body, connect_ms, read_ms, keepalive, workers, drain_ms, static_reload_ms;
+    const char *static_dir;
     gw_table table;
+    gw_authz *authz;
 } settings;
 
 typedef struct app {
@@ -28,6 +33,7 @@ typedef struct app {
     http_server *http;
     gw_proxy_set *proxy;
     gw_readiness *readiness;
+    gw_static *files;
     core_signals *signals;
     uv_prepare_t log_flush;
 } app;
@@ -45,6 +51,8 @@ static void http_closed(void *data)
     app *a = data;
     gw_proxy_close(a->proxy);
     a->proxy = NULL;
+    gw_static_close(a->files);
+    a->files = NULL;
     core_log_info("drained");
 }
 
@@ -80,12 +88,21 @@ static int run(void *data)
     a.proxy = gw_proxy_new(a.loop, a.http, &s->table,
                            &(gw_proxy_config){.read_timeout_ms = s->read_ms,
                                               .connect_timeout_ms = s->connect_ms,
-                                              .keepalive = (size_t)s->keepalive});
+                                              .keepalive = (size_t)s->keepalive,
+                                              .authz = s->authz});
     if (!a.proxy) {
         fprintf(stderr,
                 "gateway: configuration error: GATEWAY_ROUTES: a prefix cannot be routed\n");
         return CORE_CONFIG_EXIT_CODE;
     }
+    /* the dashboard at "/", unless a route claims "/" itself */
+    bool root_routed = false;
+    for (size_t i = 0; i < s->table.nroutes; i++)
+        root_routed = root_routed || s->table.routes[i].prefix_len == 1;
+    if (!root_routed)
+        a.files = gw_static_new(
+            a.loop, a.http,
+            &(gw_static_config){.dir = s->static_dir, .reload_ms = s->static_reload_ms});
     a.readiness = gw_readiness_new(a.http, &s->table, a.proxy, 1500, 1000);
     a.signals = core_signals_watch(a.loop, on_signal, &a);
     core_log_batch(true);
@@ -131,11 +148,34 @@ int main(void)
     s.keepalive = core_config_int(&cc, "GATEWAY_UPSTREAM_KEEPALIVE", 64, 0, 100000);
     s.workers = core_config_int(&cc, "GATEWAY_WORKERS", 1, 1, 64);
     s.drain_ms = core_config_int(&cc, "GATEWAY_DRAIN_TIMEOUT_MS", 10000, 1, 600000);
+    s.static_dir = core_config_string(&cc, "GATEWAY_STATIC_DIR", "build/dashboard");
+    s.static_reload_ms = core_config_int(&cc, "GATEWAY_STATIC_RELOAD_MS", 2000, 0, 3600000);
     char err[256];
     if (cc.errors == 0 && gw_upstreams_parse(&s.table, upstreams, err, sizeof err) != 0)
         table_error(&cc, "GATEWAY_UPSTREAMS", err);
     else if (cc.errors == 0 && gw_routes_parse(&s.table, routes, err, sizeof err) != 0)
         table_error(&cc, "GATEWAY_ROUTES", err);
+    /* authorization: never silently open */
+    static const char *const onoff[] = {"on", "off", NULL};
+    bool auth_off = strcmp(core_config_enum(&cc, "GATEWAY_AUTH", "on", onoff), "off") == 0;
+    const char *pubkey = core_config_secret(&cc, "AUTH_PUBLIC_KEY", "");
+    const char *rate = core_config_string(&cc, "GATEWAY_PUBLIC_RATE", "10/s burst 20");
+    gw_authz_config ac = {
+        .off = auth_off,
+        .public_key = pubkey,
+        .issuer = core_config_string(&cc, "GATEWAY_AUTH_ISSUER", "subscriber-manager"),
+        .max_clients = (size_t)core_config_int(&cc, "GATEWAY_PUBLIC_CLIENTS", 100000, 1, 10000000),
+        .cache_slots = (size_t)core_config_int(&cc, "GATEWAY_AUTH_CACHE", 1024, 0, 65536),
+    };
+    if (cc.errors == 0 && !gw_rate_parse(rate, &ac.rate_per_s, &ac.burst))
+        table_error(&cc, "GATEWAY_PUBLIC_RATE",
+                    "expected \"<n>/s|/min|/h [burst <n>]\" or \"off\", e.g. \"10/s burst 20\"");
+    if (cc.errors == 0 && !auth_off && !*pubkey)
+        table_error(&cc, "AUTH_PUBLIC_KEY",
+                    "not set: the Ed25519 public key, base64 (scripts/secrets.sh env gateway); "
+                    "GATEWAY_AUTH=off runs without authorization, for tests only");
+    if (cc.errors == 0 && !(s.authz = gw_authz_new(&ac, err, sizeof err)))
+        table_error(&cc, "AUTH_PUBLIC_KEY", err);
     if (cc.errors == 0 && s.workers > 1 && s.port == 0)
         table_error(&cc, "GATEWAY_WORKERS", "several workers need a fixed HTTP_PORT");
     core_config_finish(&cc);
@@ -143,8 +183,12 @@ int main(void)
     core_log_level min = CORE_LOG_INFO;
     core_log_parse_level(level, &min);
     core_log_init(s.service, min);
+    if (auth_off)
+        core_log_warn("GATEWAY_AUTH=off: NO AUTHORIZATION - every route is open to anyone, no "
+                      "token is checked; for tests of other things only, never deployed");
 
     int rc = s.workers > 1 ? gw_workers_run((int)s.workers, run, &s) : run(&s);
     gw_table_free(&s.table);
+    gw_authz_free(s.authz);
     return rc;
 }

@@ -31,6 +31,7 @@ struct gw_proxy_set {
     core_metric *m_requests;
     core_metric *m_duration;
     core_metric *m_errors;
+    core_metric *m_denied;
     struct gw_proxy *live; /* every proxied request not yet freed */
     uv_timer_t drain_timer;
 };
@@ -311,6 +312,32 @@ static const gw_exchange_cbs proxy_cbs = {proxy_on_head, proxy_on_body, proxy_on
 
 /* ---------------------------------------------------------------- request side */
 
+/* 401 (with WWW-Authenticate: Bearer, RFC 6750), 403 or 429 (with Retry-After). */
+static void proxy_deny(gw_proxy_set *set, http_req *req, const gw_route *route,
+                       const gw_authz_result *az)
+{
+    static const char *const codes[] = {"401", "403", "429"};
+    const char *title = "Too Many Requests";
+    const char *code = codes[2];
+    if (az->status == 401) {
+        http_set_header(req, "WWW-Authenticate",
+                        az->token_invalid
+                            ? "Bearer realm=\"contentengine\", error=\"invalid_token\""
+                            : "Bearer realm=\"contentengine\"");
+        title = "Unauthorized";
+        code = codes[0];
+    } else if (az->status == 403) {
+        title = "Forbidden";
+        code = codes[1];
+    } else {
+        char secs[24];
+        snprintf(secs, sizeof secs, "%lld", (long long)az->retry_after);
+        http_set_header(req, "Retry-After", secs);
+    }
+    core_counter_add(set->m_denied, 1, route->prefix, code);
+    http_respond_problem(req, az->status, title, az->why);
+}
+
 static void proxy_handle(http_req *req, void *data)
 {
     gw_proxy_set *set = data;
@@ -325,12 +352,24 @@ static void proxy_handle(http_req *req, void *data)
         return;
     }
     const char *remote = http_remote_addr(req);
+    gw_authz_result az = {0};
+    const char *authorization = http_header(req, "Authorization");
+    const char *qtoken = route->stream ? http_query(req, "access_token") : NULL;
+    if (set->cfg.authz) {
+        const char *m = http_method(req);
+        gw_authz_check(set->cfg.authz, route, m, strlen(m), authorization, qtoken, remote,
+                       core_now_unix_ms(), &az);
+        if (az.status) {
+            proxy_deny(set, req, route, &az);
+            return;
+        }
+    }
     const char *rid = http_request_id(req);
     const char *tp = http_traceparent(req);
     h2o_req_t *h = http_req_h2o_take(req);
     if (!h) return;
 
-    gw_hdr hdrs[PROXY_MAX_REQ_HEADERS];
+    gw_hdr hdrs[PROXY_MAX_REQ_HEADERS + 5];
     size_t nh = 0, hbytes = 0;
     for (size_t i = 0; i < h->headers.size && nh < PROXY_MAX_REQ_HEADERS; i++) {
         const h2o_header_t *e = &h->headers.entries[i];
@@ -342,8 +381,38 @@ static void proxy_handle(http_req *req, void *data)
                                    H2O_SEND_ERROR_HTTP1_CLOSE_CONNECTION);
             return;
         }
+        /* identity headers come from the gateway only, on every route */
+        if (auth_is_identity_header(name, e->name->len)) continue;
         hdrs[nh++] = (gw_hdr){name, e->name->len, e->value.base, e->value.len};
         hbytes += e->name->len + e->value.len + 4;
+    }
+    if (az.identified) {
+        const auth_claims *c = &az.claims;
+        const char *role = auth_role_name(c->role);
+        hdrs[nh++] = (gw_hdr){AUTH_H_USER, strlen(AUTH_H_USER), c->sub, strlen(c->sub)};
+        hdrs[nh++] = (gw_hdr){AUTH_H_ROLE, strlen(AUTH_H_ROLE), role, strlen(role)};
+        if (c->email[0])
+            hdrs[nh++] = (gw_hdr){AUTH_H_EMAIL, strlen(AUTH_H_EMAIL), c->email, strlen(c->email)};
+        if (c->jti[0])
+            hdrs[nh++] = (gw_hdr){AUTH_H_JTI, strlen(AUTH_H_JTI), c->jti, strlen(c->jti)};
+        hbytes += 400;
+        if (!authorization && qtoken) {
+            /* the token that came in the URL goes on where upstreams look for it */
+            size_t tl = strlen(qtoken);
+            char *v = h2o_mem_alloc_pool(&h->pool, tl + 8);
+            memcpy(v, "Bearer ", 7);
+            memcpy(v + 7, qtoken, tl + 1);
+            hdrs[nh++] = (gw_hdr){"Authorization", 13, v, tl + 7};
+            hbytes += tl + 24;
+        }
+    }
+    /* a token in the URL never goes further (upstream access logs) */
+    const char *target = h->input.path.base;
+    size_t target_len = h->input.path.len;
+    if (memchr(target, '?', target_len)) {
+        char *t = h2o_mem_alloc_pool(&h->pool, target_len + 1);
+        target_len = gw_query_without(target, target_len, "access_token", t);
+        target = t;
     }
     bool head_req = h2o_memis(h->input.method.base, h->input.method.len, H2O_STRLIT("HEAD"));
     bool idempotent = head_req ||
@@ -357,8 +426,8 @@ static void proxy_handle(http_req *req, void *data)
     gw_upstream_req ur = {
         .method = h->input.method.base,
         .method_len = h->input.method.len,
-        .path = h->input.path.base,
-        .path_len = h->input.path.len,
+        .path = target,
+        .path_len = target_len,
         .host = h->input.authority.base,
         .host_len = h->input.authority.len,
         .headers = hdrs,
@@ -438,6 +507,9 @@ gw_proxy_set *gw_proxy_new(uv_loop_t *loop, http_server *srv, const gw_table *t,
         "route,upstream", NULL, 0);
     ps->m_errors = core_metric_counter(reg, "gateway_upstream_errors_total",
                                        "Upstream failures by upstream and kind", "upstream,kind");
+    ps->m_denied =
+        core_metric_counter(reg, "gateway_auth_denied_total",
+                            "Requests refused before the upstream: 401, 403, 429", "route,code");
 
     for (size_t i = 0; i < t->nroutes; i++) {
         const gw_route *r = &t->routes[i];
@@ -453,6 +525,8 @@ gw_proxy_set *gw_proxy_new(uv_loop_t *loop, http_server *srv, const gw_table *t,
                 return NULL;
             }
             if (r->role) http_endpoint_set_meta(ep, "role", r->role);
+            if (r->write) http_endpoint_set_meta(ep, "write", r->write);
+            if (r->is_public) http_endpoint_set_meta(ep, "access", "public");
             http_endpoint_set_meta(ep, "upstream", t->ups[r->upstream].name);
         }
         core_buf_free(&pat);

@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 
+#include "authz.h"
 #include "core.h"
 #include "http.h"
 #include "routes.h"
@@ -18,6 +19,7 @@ typedef struct gw_proxy_config {
     int64_t read_timeout_ms;    /* silence from the upstream before 504 (or an aborted stream) */
     int64_t connect_timeout_ms; /* no connection within this: 504 */
     size_t keepalive;           /* idle connections kept per upstream */
+    gw_authz *authz;            /* who may use which route; NULL: nobody is checked */
 } gw_proxy_config;
 
 typedef struct gw_proxy_set gw_proxy_set;

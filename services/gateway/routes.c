@@ -161,6 +161,54 @@ static int routes_cmp(const void *a, const void *b)
     return strcmp(x->prefix, y->prefix);
 }
 
+/* Parses the role name in opt[0..len) into *need and a copy into *name. */
+static int routes_role(const char *opt, size_t len, char **name, auth_role *need)
+{
+    char buf[16];
+    if (*name || len == 0 || len >= sizeof buf) return -1;
+    memcpy(buf, opt, len);
+    buf[len] = '\0';
+    if (!auth_role_parse(buf, need)) return -1;
+    *name = core_xstrdup(buf);
+    return 0;
+}
+
+/* The ";"-separated options after the upstream's name (see routes.h). */
+static int routes_options(gw_route *r, const char *p, size_t len)
+{
+    const char *end = p + len;
+    bool write_set = false;
+    while (p <= end) {
+        const char *e = memchr(p, ';', (size_t)(end - p));
+        if (!e) e = end;
+        size_t n = (size_t)(e - p);
+        if (n == 6 && memcmp(p, "public", 6) == 0 && !r->is_public) {
+            r->is_public = true;
+        } else if (n == 6 && memcmp(p, "stream", 6) == 0 && !r->stream) {
+            r->stream = true;
+        } else if (n > 5 && memcmp(p, "role=", 5) == 0) {
+            if (routes_role(p + 5, n - 5, &r->role, &r->read_need) != 0) return -1;
+        } else if (n > 6 && memcmp(p, "write=", 6) == 0) {
+            if (routes_role(p + 6, n - 6, &r->write, &r->write_need) != 0) return -1;
+            write_set = true;
+        } else {
+            return -1;
+        }
+        p = e + 1;
+    }
+    if (r->is_public && (r->role || r->write || r->stream)) return -1;
+    if (r->is_public) r->read_need = AUTH_ROLE_NONE;
+    if (!write_set) r->write_need = r->read_need;
+    return 0;
+}
+
+auth_role gw_route_need(const gw_route *r, const char *method, size_t len)
+{
+    bool read =
+        (len == 3 && memcmp(method, "GET", 3) == 0) || (len == 4 && memcmp(method, "HEAD", 4) == 0);
+    return read ? r->read_need : r->write_need;
+}
+
 static int routes_add_route(void *vctx, const char *w, size_t len)
 {
     routes_ctx *c = vctx;
@@ -191,30 +239,30 @@ static int routes_add_route(void *vctx, const char *w, size_t len)
                  uname);
         return -1;
     }
-    char *role = NULL;
-    if (semi) {
-        const char *opt = semi + 1;
-        size_t olen = (size_t)(w + len - opt);
-        if (olen > 5 && memcmp(opt, "role=", 5) == 0 && routes_name_ok(opt + 5, olen - 5)) {
-            role = core_xstrndup(opt + 5, olen - 5);
-        } else {
-            snprintf(c->err, c->errlen, "\"%.*s\": the only option is ;role=<name>", (int)len, w);
-            return -1;
-        }
+    gw_route nr = {.read_need = AUTH_ROLE_VIEWER, .write_need = AUTH_ROLE_VIEWER};
+    if (semi && routes_options(&nr, semi + 1, (size_t)(w + len - semi - 1)) != 0) {
+        snprintf(c->err, c->errlen,
+                 "\"%.*s\": options are ;public, ;role=<role>, ;write=<role> (viewer, editor, "
+                 "admin) and ;stream; ;public goes with none of the others",
+                 (int)len, w);
+        free(nr.role);
+        free(nr.write);
+        return -1;
     }
     for (size_t i = 0; i < t->nroutes; i++) {
         if (t->routes[i].prefix_len == plen && memcmp(t->routes[i].prefix, w, plen) == 0) {
             snprintf(c->err, c->errlen, "prefix \"%.*s\" is routed twice", (int)plen, w);
-            free(role);
+            free(nr.role);
+            free(nr.write);
             return -1;
         }
     }
     t->routes = core_xrealloc(t->routes, (t->nroutes + 1) * sizeof *t->routes);
     gw_route *r = &t->routes[t->nroutes++];
+    *r = nr;
     r->prefix = core_xstrndup(w, plen);
     r->prefix_len = plen;
     r->upstream = ui;
-    r->role = role;
     t->ups[ui].used = true;
     return 0;
 }
@@ -252,6 +300,7 @@ void gw_table_free(gw_table *t)
     for (size_t i = 0; i < t->nroutes; i++) {
         free(t->routes[i].prefix);
         free(t->routes[i].role);
+        free(t->routes[i].write);
     }
     free(t->routes);
     memset(t, 0, sizeof *t);

@@ -4,12 +4,16 @@
  *
  *   GATEWAY_UPSTREAMS  "name=host:port name=host:port ..."  (host: an IPv4 or IPv6 literal;
  *                      IPv6 in brackets: "[::1]:8081")
- *   GATEWAY_ROUTES     "/prefix=name /prefix=name;role=editor ..."
+ *   GATEWAY_ROUTES     "/prefix=name;public /prefix=name;role=viewer;write=editor ..."
  *
  * A prefix matches whole path segments: "/api/content" matches "/api/content" and
- * "/api/content/items" but not "/api/contentx"; the longest matching prefix wins. The optional
- * ";role=<name>" is kept as endpoint metadata ("role") for the authorization middleware to come;
- * nothing enforces it yet.
+ * "/api/content/items" but not "/api/contentx"; the longest matching prefix wins. Options say
+ * who may use a route (authz.h enforces them):
+ *   ;public          no token needed (rate-limited per client instead)
+ *   ;role=<role>     the role GET and HEAD need (and every method, unless ;write= says more);
+ *                    without ;public or ;role= any valid token will do (viewer)
+ *   ;write=<role>    the role every other method needs
+ *   ;stream          the token may also come as ?access_token= (EventSource sets no headers)
  */
 #ifndef GATEWAY_ROUTES_H
 #define GATEWAY_ROUTES_H
@@ -19,6 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+
+#include "auth.h"
 
 typedef struct gw_upstream_def {
     char *name;
@@ -31,8 +37,12 @@ typedef struct gw_upstream_def {
 typedef struct gw_route {
     char *prefix; /* "/api/content" ("/" for the root) */
     size_t prefix_len;
-    size_t upstream; /* index into the table's upstreams */
-    char *role;      /* NULL when none */
+    size_t upstream;                 /* index into the table's upstreams */
+    char *role;                      /* ";role=" as written, NULL when none */
+    char *write;                     /* ";write=" as written, NULL when none */
+    bool is_public;                  /* ";public": no token */
+    bool stream;                     /* ";stream": ?access_token= is accepted */
+    auth_role read_need, write_need; /* AUTH_ROLE_NONE on public routes */
 } gw_route;
 
 typedef struct gw_table {
@@ -47,9 +57,23 @@ typedef struct gw_table {
     "scraper=127.0.0.1:8084 distributor=127.0.0.1:8085 subscriber-manager=127.0.0.1:8086 "         \
     "media-processor=127.0.0.1:8087"
 #define GW_DEFAULT_ROUTES                                                                          \
-    "/api/content=content-manager /api/ai=ai-processor /api/realtime=realtime "                    \
-    "/api/scraper=scraper /api/distributor=distributor /api/subscribers=subscriber-manager "       \
-    "/api/media=media-processor"
+    "/api/content=content-manager;role=viewer;write=editor "                                       \
+    "/api/ai=ai-processor;role=viewer;write=editor "                                               \
+    "/api/realtime=realtime;role=viewer /api/realtime/events=realtime;role=viewer;stream "         \
+    "/api/scraper=scraper;role=viewer;write=editor "                                               \
+    "/api/distributor=distributor;role=viewer;write=editor /api/track=distributor;public "         \
+    "/api/media=media-processor;role=viewer;write=editor "                                         \
+    "/api/subscribers=subscriber-manager;role=viewer;write=editor "                                \
+    "/api/lists=subscriber-manager;role=viewer;write=editor "                                      \
+    "/api/segments=subscriber-manager;role=viewer;write=editor "                                   \
+    "/api/segments/count=subscriber-manager;role=viewer "                                          \
+    "/api/imports=subscriber-manager;role=viewer;write=editor "                                    \
+    "/api/users=subscriber-manager;role=admin /api/auth=subscriber-manager;role=viewer "           \
+    "/api/auth/login=subscriber-manager;public /api/auth/refresh=subscriber-manager;public "       \
+    "/api/auth/logout=subscriber-manager;public /api/public=subscriber-manager;public"
+/* What a request with this method (GET, POST, ...) needs on route r: AUTH_ROLE_NONE on a
+ * public route. */
+auth_role gw_route_need(const gw_route *r, const char *method, size_t method_len);
 
 /* Parses GATEWAY_UPSTREAMS: 0, or -1 with a message in err (the table is left empty). */
 int gw_upstreams_parse(gw_table *t, const char *text, char *err, size_t errlen);

@@ -7,8 +7,10 @@
  * SSE passed through live, 404 for unrouted paths, 502 fast when an upstream is down and the
  * automatic recovery when it returns, 504 for a slow upstream while a stream with short gaps
  * lives on, /readyz following the upstreams, /metrics per route, malformed requests, bad
- * configuration (exit 78 naming the variable), GATEWAY_WORKERS, and SIGTERM (exit 0, streams
- * and slow upstreams cut at the drain deadline).
+ * configuration (exit 78 naming the variable), GATEWAY_WORKERS, SIGTERM (exit 0, streams
+ * and slow upstreams cut at the drain deadline), and the dashboard's static files at "/" (SPA
+ * fallback, cache headers, ETag/304, HEAD, no way out of the directory, reload of a new build,
+ * a helpful 404 when nothing is built).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -26,12 +28,16 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "core.h"
 #include "test_support.h"
 
 static char gw_path[4096], up_path[4096];
+static auth_signer key, other_key;
+static char pubkey_env[128];
 
 typedef struct proc {
     ts_child child;
@@ -39,7 +45,7 @@ typedef struct proc {
     bool running;
 } proc;
 
-static proc up_cm, up_rt, gw, gw_slow;
+static proc up_cm, up_rt, gw, gw_slow, gw_auth;
 
 /* ---------------------------------------------------------------- raw HTTP client */
 
@@ -202,19 +208,26 @@ static void start_upstream(proc *p, const char *name)
     fail_msg("upstream %s did not listen on %d", name, p->port);
 }
 
-static void start_gateway(proc *p, const char *const *extra)
+/* routes NULL: the proxying tests' table, with GATEWAY_AUTH=off */
+static void start_gateway_routes(proc *p, const char *routes, const char *const *extra)
 {
     char port_env[64], ups[256];
     snprintf(port_env, sizeof port_env, "HTTP_PORT=%d", p->port);
     snprintf(ups, sizeof ups, "GATEWAY_UPSTREAMS=cm=127.0.0.1:%d rt=127.0.0.1:%d", up_cm.port,
              up_rt.port);
     const char *env[16] = {port_env, ups,
-                           "GATEWAY_ROUTES=/api/content=cm /api/items=cm;role=editor "
-                           "/api/realtime=rt /api/content/live=rt",
-                           "LOG_LEVEL=info"};
-    size_t n = 4;
-    for (size_t i = 0; extra && extra[i] && n < 15; i++)
+                           routes ? routes
+                                  : "GATEWAY_ROUTES=/api/content=cm /api/items=cm;role=editor "
+                                    "/api/realtime=rt /api/content/live=rt",
+                           "LOG_LEVEL=info", routes ? pubkey_env : "GATEWAY_AUTH=off"};
+    size_t n = 5;
+    bool static_dir = false;
+    for (size_t i = 0; extra && extra[i] && n < 14; i++) {
+        static_dir = static_dir || strncmp(extra[i], "GATEWAY_STATIC_DIR=", 19) == 0;
         env[n++] = extra[i];
+    }
+    /* no dashboard unless a test gives one: "/" then answers 404 problem+json */
+    if (!static_dir) env[n++] = "GATEWAY_STATIC_DIR=/nonexistent/ce-dashboard";
     env[n] = NULL;
     assert_true(ts_spawn(&p->child, gw_path, NULL, env));
     p->running = true;
@@ -229,6 +242,11 @@ static void start_gateway(proc *p, const char *const *extra)
     char err[4096] = "";
     ts_drain_fd(p->child.err_fd, err, sizeof err);
     fail_msg("gateway did not listen on %d: %s", p->port, err);
+}
+
+static void start_gateway(proc *p, const char *const *extra)
+{
+    start_gateway_routes(p, NULL, extra);
 }
 
 /* SIGTERM; returns the exit status. */
@@ -727,10 +745,11 @@ static void test_access_log_lines(void **state)
     assert_null(strstr(out, "secret")); /* query strings are not logged */
 }
 
-static void run_expect_config_error(const char *var_assignment, const char *variable)
+static void run_expect_config_error2(const char *var_assignment, const char *second,
+                                     const char *variable)
 {
     ts_child c;
-    const char *env[] = {var_assignment, "HTTP_PORT=0", NULL};
+    const char *env[] = {var_assignment, "HTTP_PORT=0", second, NULL};
     assert_true(ts_spawn(&c, gw_path, NULL, env));
     int st = ts_wait_or_kill(&c, 10000);
     char err[4096] = "";
@@ -739,6 +758,11 @@ static void run_expect_config_error(const char *var_assignment, const char *vari
     if (st != 78 || !strstr(err, variable))
         fail_msg("%s: status %d, stderr %s", var_assignment, st, err);
     assert_int_equal(strchr(err, '\n') - err + 1, (long)strlen(err)); /* one line */
+}
+
+static void run_expect_config_error(const char *var_assignment, const char *variable)
+{
+    run_expect_config_error2(var_assignment, "GATEWAY_AUTH=off", variable);
 }
 
 static void test_bad_configuration_exits_78(void **state)
@@ -752,6 +776,14 @@ static void test_bad_configuration_exits_78(void **state)
     run_expect_config_error("GATEWAY_READ_TIMEOUT_MS=soon", "GATEWAY_READ_TIMEOUT_MS");
     run_expect_config_error("GATEWAY_MAX_BODY_BYTES=0", "GATEWAY_MAX_BODY_BYTES");
     run_expect_config_error("GATEWAY_WORKERS=2", "GATEWAY_WORKERS"); /* with HTTP_PORT=0 */
+    run_expect_config_error("GATEWAY_ROUTES=/api=content-manager;role=root", "GATEWAY_ROUTES");
+    run_expect_config_error("GATEWAY_ROUTES=/api=content-manager;public;role=viewer",
+                            "GATEWAY_ROUTES");
+    run_expect_config_error("GATEWAY_PUBLIC_RATE=lots", "GATEWAY_PUBLIC_RATE");
+    /* authorization is never silently off */
+    run_expect_config_error2("AUTH_PUBLIC_KEY=", "GATEWAY_AUTH=", "AUTH_PUBLIC_KEY");
+    run_expect_config_error2("AUTH_PUBLIC_KEY=bm90IGEga2V5", "GATEWAY_AUTH=", "AUTH_PUBLIC_KEY");
+    run_expect_config_error2("GATEWAY_AUTH=maybe", pubkey_env, "GATEWAY_AUTH");
 }
 
 static void test_workers_share_the_port(void **state)
@@ -851,6 +883,509 @@ static void test_sigterm_ends_streams_at_the_drain_deadline(void **state)
     assert_true((core_mono_ns() - t0) / 1000000 < 6000);
 }
 
+/* ---------------------------------------------------------------- static files */
+
+static char static_dir[256];
+
+static void write_file(const char *rel, const char *text)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", static_dir, rel);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void remove_static_dir(void)
+{
+    static const char *const files[] = {
+        "index.html", "index.html.new", "assets/app-1f2e.js", "assets/app-1f2e.css",
+        "robots.txt", ".env",           "link.txt",           NULL};
+    char path[512];
+    for (size_t i = 0; files[i]; i++) {
+        snprintf(path, sizeof path, "%s/%s", static_dir, files[i]);
+        unlink(path);
+    }
+    snprintf(path, sizeof path, "%s/assets", static_dir);
+    rmdir(path);
+    rmdir(static_dir);
+}
+
+static void expect_header(const resp *r, const char *name, const char *want)
+{
+    char v[256] = "";
+    if (!resp_header(r, name, v, sizeof v) || strcmp(v, want) != 0)
+        fail_msg("%s: want \"%s\", got \"%s\" in\n%s", name, want, v, r->head.data);
+}
+
+static void test_static_files(void **state)
+{
+    (void)state;
+    snprintf(static_dir, sizeof static_dir, "/tmp/gw-static-XXXXXX");
+    assert_non_null(mkdtemp(static_dir));
+    char assets[300];
+    snprintf(assets, sizeof assets, "%s/assets", static_dir);
+    assert_int_equal(mkdir(assets, 0755), 0);
+    const char *index = "<!doctype html><title>app v1</title><script src=/assets/app-1f2e.js>";
+    write_file("index.html", index);
+    write_file("assets/app-1f2e.js", "console.log('app')\n");
+    write_file("assets/app-1f2e.css", "body{}\n");
+    write_file("robots.txt", "User-agent: *\n");
+    write_file(".env", "SECRET=do-not-serve\n");
+    char link[300];
+    snprintf(link, sizeof link, "%s/link.txt", static_dir);
+    assert_int_equal(symlink("/etc/hostname", link), 0);
+
+    proc p = {.port = ts_free_port()};
+    char dir_env[300];
+    snprintf(dir_env, sizeof dir_env, "GATEWAY_STATIC_DIR=%s", static_dir);
+    const char *extra[] = {dir_env, "GATEWAY_STATIC_RELOAD_MS=50", NULL};
+    start_gateway(&p, extra);
+    resp r;
+
+    /* index.html: at "/" and, as the app's fallback, at any extension-less path */
+    const char *app_paths[] = {"/", "/content", "/content/01a2/edit?tab=1", "/.env", "/apiary"};
+    for (size_t i = 0; i < sizeof app_paths / sizeof app_paths[0]; i++) {
+        assert_int_equal(request(p.port, "GET", app_paths[i], NULL, NULL, 0, &r), 200);
+        expect_header(&r, "content-type", "text/html; charset=utf-8");
+        expect_header(&r, "cache-control", "no-cache");
+        assert_string_equal(r.body.data, index);
+        resp_free(&r);
+    }
+    /* hashed assets: a year, immutable, the right type, a length, validators */
+    assert_int_equal(request(p.port, "GET", "/assets/app-1f2e.js", NULL, NULL, 0, &r), 200);
+    expect_header(&r, "cache-control", "public, max-age=31536000, immutable");
+    expect_header(&r, "content-type", "text/javascript; charset=utf-8");
+    expect_header(&r, "content-length", "19");
+    expect_header(&r, "x-content-type-options", "nosniff");
+    char etag[64], lm[64];
+    assert_true(resp_header(&r, "etag", etag, sizeof etag));
+    assert_true(resp_header(&r, "last-modified", lm, sizeof lm));
+    assert_non_null(strstr(lm, " GMT"));
+    assert_string_equal(r.body.data, "console.log('app')\n");
+    resp_free(&r);
+    assert_int_equal(request(p.port, "GET", "/assets/app-1f2e.css", NULL, NULL, 0, &r), 200);
+    expect_header(&r, "content-type", "text/css; charset=utf-8");
+    resp_free(&r);
+    assert_int_equal(request(p.port, "GET", "/robots.txt", NULL, NULL, 0, &r), 200);
+    expect_header(&r, "cache-control", "no-cache");
+    resp_free(&r);
+    /* HEAD: the same head, no body */
+    assert_int_equal(request(p.port, "HEAD", "/assets/app-1f2e.js", NULL, NULL, 0, &r), 200);
+    expect_header(&r, "content-length", "19");
+    assert_int_equal(r.body.len, 0);
+    resp_free(&r);
+    /* If-None-Match: 304 without a body; another tag: 200 */
+    char inm[128];
+    snprintf(inm, sizeof inm, "If-None-Match: %s\r\n", etag);
+    assert_int_equal(request(p.port, "GET", "/assets/app-1f2e.js", inm, NULL, 0, &r), 304);
+    assert_int_equal(r.body.len, 0);
+    resp_free(&r);
+    assert_int_equal(
+        request(p.port, "GET", "/assets/app-1f2e.js", "If-None-Match: \"x\"\r\n", NULL, 0, &r),
+        200);
+    resp_free(&r);
+
+    /* a missing file (it has an extension) and API paths never get index.html */
+    const char *missing[] = {"/missing.js", "/assets/app-0000.js", "/api", "/api/nothing",
+                             "/link.txt"};
+    for (size_t i = 0; i < sizeof missing / sizeof missing[0]; i++) {
+        if (request(p.port, "GET", missing[i], NULL, NULL, 0, &r) != 404)
+            fail_msg("%s: %d", missing[i], r.status);
+        expect_problem(&r, 404);
+        resp_free(&r);
+    }
+    assert_int_equal(request(p.port, "POST", "/api/unrouted", NULL, "{}", 2, &r), 404);
+    expect_problem(&r, 404);
+    resp_free(&r);
+    assert_int_equal(request(p.port, "POST", "/content", NULL, "{}", 2, &r), 405);
+    expect_problem(&r, 405);
+    resp_free(&r);
+
+    /* nothing outside the directory, however the path is spelled */
+    const char *escapes[] = {
+        "GET /../../../../etc/passwd HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        "GET /assets/../index.html HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        "GET /%2e%2e/%2e%2e/etc/passwd HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        "GET /assets/%2E%2E/%2E%2E/etc/hostname HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        "GET /..%2f..%2fetc%2fpasswd HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        "GET /assets%2fapp-1f2e.js HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        "GET /..%5c..%5cetc%5cpasswd HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        "GET /index.html%00.js HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof escapes / sizeof escapes[0]; i++) {
+        int st = raw_request(p.port, escapes[i], strlen(escapes[i]), &r);
+        if (st != 400 && st != 404) fail_msg("%s -> %d", escapes[i], st);
+        if (r.body.data && (strstr(r.body.data, "root:") || strstr(r.body.data, "app v1")))
+            fail_msg("%s served a file: %s", escapes[i], r.body.data);
+        resp_free(&r);
+    }
+    /* the dot file was never loaded: "/.env" above was the app, not the secret */
+
+    /* the API and the built-in endpoints still win over "/" */
+    assert_int_equal(request(p.port, "GET", "/api/content/x", NULL, NULL, 0, &r), 200);
+    json_t *j = resp_json(&r);
+    assert_string_equal(json_string_value(json_object_get(j, "service")), "cm");
+    json_decref(j);
+    resp_free(&r);
+    assert_int_equal(request(p.port, "GET", "/healthz", NULL, NULL, 0, &r), 200);
+    resp_free(&r);
+
+    /* a new build (index.html replaced whole) is served without a restart */
+    const char *index2 = "<!doctype html><title>app v2</title>";
+    write_file("index.html.new", index2);
+    char from[300], to[300];
+    snprintf(from, sizeof from, "%s/index.html.new", static_dir);
+    snprintf(to, sizeof to, "%s/index.html", static_dir);
+    assert_int_equal(rename(from, to), 0);
+    bool reloaded = false;
+    for (int i = 0; i < 100 && !reloaded; i++) {
+        usleep(50000);
+        assert_int_equal(request(p.port, "GET", "/", NULL, NULL, 0, &r), 200);
+        reloaded = strcmp(r.body.data, index2) == 0;
+        resp_free(&r);
+    }
+    assert_true(reloaded);
+    drain_logs(&p, NULL, 0);
+    assert_int_equal(stop_proc(&p), 0);
+    remove_static_dir();
+}
+
+static void test_static_dir_absent_is_a_helpful_404(void **state)
+{
+    (void)state;
+    resp r;
+    const char *paths[] = {"/", "/content/1"};
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(request(gw.port, "GET", paths[i], NULL, NULL, 0, &r), 404);
+        expect_problem(&r, 404);
+        json_t *j = resp_json(&r);
+        const char *detail = json_string_value(json_object_get(j, "detail"));
+        assert_non_null(detail);
+        assert_non_null(strstr(detail, "not built"));
+        assert_non_null(strstr(detail, "GATEWAY_STATIC_DIR"));
+        json_decref(j);
+        resp_free(&r);
+    }
+    drain_logs(&gw, NULL, 0);
+}
+
+/* ---------------------------------------------------------------- authorization */
+
+#define AUTH_ROUTES                                                                                \
+    "GATEWAY_ROUTES=/api/content=cm;role=viewer;write=editor /api/items=cm;role=editor "           \
+    "/api/admin=cm;role=admin /api/public=cm;public /api/realtime=rt;role=viewer "                 \
+    "/api/realtime/events=rt;role=viewer;stream"
+
+static char *mint(const auth_signer *s, const char *role, int64_t exp_s)
+{
+    auth_claims c = {.iat = core_now_unix_ms() / 1000 - 5, .exp = exp_s};
+    snprintf(c.iss, sizeof c.iss, "subscriber-manager");
+    snprintf(c.sub, sizeof c.sub, "user-%s", role);
+    snprintf(c.email, sizeof c.email, "%s@example.test", role);
+    snprintf(c.jti, sizeof c.jti, "jti-%s", role);
+    assert_true(auth_role_parse(role, &c.role));
+    return auth_jwt_sign(s, &c);
+}
+
+static char *fresh(const char *role)
+{
+    return mint(&key, role, core_now_unix_ms() / 1000 + 600);
+}
+
+/* "Authorization: Bearer <token>\r\n" plus more (may be NULL) */
+static char *auth_header(const char *token, const char *more)
+{
+    core_buf b = {0};
+    core_buf_printf(&b, "Authorization: Bearer %s\r\n%s", token, more ? more : "");
+    return core_buf_steal(&b, NULL);
+}
+
+/* A request with a token; returns the status, the upstream's echo in *echo when 200. */
+static int call_as(const char *method, const char *target, const char *token, const char *more,
+                   resp *r)
+{
+    char *h = token ? auth_header(token, more) : NULL;
+    int st =
+        request(gw_auth.port, method, target, token ? h : more, method[0] == 'G' ? NULL : "", 0, r);
+    free(h);
+    return st;
+}
+
+static const char *echo_header(json_t *j, const char *name)
+{
+    return json_string_value(json_object_get(json_object_get(j, "headers"), name));
+}
+
+static void test_auth_roles_per_method(void **state)
+{
+    (void)state;
+    char *viewer = fresh("viewer"), *editor = fresh("editor"), *admin = fresh("admin");
+    resp r;
+    struct {
+        const char *method, *target, *token;
+        int status;
+    } cases[] = {
+        {"GET", "/api/content/items", viewer, 200},
+        {"HEAD", "/api/content/ok", viewer, 200},
+        {"POST", "/api/content/items", viewer, 403},
+        {"PATCH", "/api/content/items/1", viewer, 403},
+        {"DELETE", "/api/content/items/1", viewer, 403},
+        {"POST", "/api/content/items", editor, 200},
+        {"GET", "/api/items/1", viewer, 403},
+        {"GET", "/api/items/1", editor, 200},
+        {"GET", "/api/admin/users", editor, 403},
+        {"DELETE", "/api/admin/users/1", admin, 200},
+        {"POST", "/api/content/items", admin, 200},
+        {"GET", "/api/realtime/x", viewer, 200},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int st = call_as(cases[i].method, cases[i].target, cases[i].token, NULL, &r);
+        if (st != cases[i].status)
+            fail_msg("%s %s: %d, want %d: %s", cases[i].method, cases[i].target, st,
+                     cases[i].status, r.raw.data);
+        if (st == 403) {
+            expect_problem(&r, 403);
+            json_t *j = resp_json(&r);
+            assert_non_null(strstr(json_string_value(json_object_get(j, "detail")), "role"));
+            json_decref(j);
+        }
+        resp_free(&r);
+    }
+    /* the upstream sees the verified identity, set by the gateway */
+    assert_int_equal(call_as("POST", "/api/content/echo", editor, NULL, &r), 200);
+    json_t *j = resp_json(&r);
+    assert_string_equal(echo_header(j, "x-auth-user"), "user-editor");
+    assert_string_equal(echo_header(j, "x-auth-role"), "editor");
+    assert_string_equal(echo_header(j, "x-auth-email"), "editor@example.test");
+    assert_string_equal(echo_header(j, "x-auth-token-id"), "jti-editor");
+    /* Authorization goes on: upstreams that verify again (subscriber-manager) can */
+    assert_non_null(strstr(echo_header(j, "authorization"), editor));
+    json_decref(j);
+    resp_free(&r);
+    free(viewer);
+    free(editor);
+    free(admin);
+    drain_logs(&gw_auth, NULL, 0);
+}
+
+static void expect_401(resp *r, bool invalid)
+{
+    expect_problem(r, 401);
+    char wa[256];
+    assert_true(resp_header(r, "www-authenticate", wa, sizeof wa));
+    assert_true(strncmp(wa, "Bearer", 6) == 0);
+    assert_true((strstr(wa, "invalid_token") != NULL) == invalid);
+}
+
+static void test_auth_refuses_bad_tokens_401(void **state)
+{
+    (void)state;
+    resp r;
+    /* none at all */
+    assert_int_equal(call_as("GET", "/api/content/items", NULL, NULL, &r), 401);
+    expect_401(&r, false);
+    resp_free(&r);
+    assert_int_equal(
+        call_as("GET", "/api/content/items", NULL, "Authorization: Basic eDp5\r\n", &r), 401);
+    expect_401(&r, true);
+    resp_free(&r);
+
+    char *good = fresh("admin");
+    char *tampered = core_xstrdup(good);
+    char *p = strchr(tampered, '.') + 3; /* a payload character */
+    *p = *p == 'A' ? 'B' : 'A';
+    char *expired = mint(&key, "admin", core_now_unix_ms() / 1000 - 1);
+    char *wrong_key = mint(&other_key, "admin", core_now_unix_ms() / 1000 + 600);
+    char none[600];
+    {
+        const char *h = "{\"alg\":\"none\",\"typ\":\"JWT\"}";
+        char eh[128];
+        auth_b64url_encode(h, strlen(h), eh, sizeof eh);
+        const char *d1 = strchr(good, '.'), *d2 = strrchr(good, '.');
+        snprintf(none, sizeof none, "%s%.*s.", eh, (int)(d2 - d1), d1); /* no signature */
+    }
+    const char *bad[] = {tampered, expired, wrong_key, none, "a.b.c"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int st = call_as("GET", "/api/content/items", bad[i], NULL, &r);
+        if (st != 401) fail_msg("token %zu: %d", i, st);
+        expect_401(&r, true);
+        assert_null(strstr(r.body.data, bad[i])); /* the token is not echoed */
+        resp_free(&r);
+        /* not on writes either, nor on the streaming route with the query */
+        assert_int_equal(call_as("POST", "/api/content/items", bad[i], NULL, &r), 401);
+        resp_free(&r);
+        char target[1024];
+        snprintf(target, sizeof target, "/api/realtime/events/echo?access_token=%s", bad[i]);
+        assert_int_equal(call_as("GET", target, NULL, NULL, &r), 401);
+        resp_free(&r);
+    }
+    json_t *j;
+    assert_int_equal(call_as("GET", "/api/content/items", expired, NULL, &r), 401);
+    j = resp_json(&r);
+    assert_string_equal(json_string_value(json_object_get(j, "detail")), "token expired");
+    json_decref(j);
+    resp_free(&r);
+    /* the good one passes */
+    assert_int_equal(call_as("GET", "/api/content/items", good, NULL, &r), 200);
+    resp_free(&r);
+    free(good);
+    free(tampered);
+    free(expired);
+    free(wrong_key);
+    drain_logs(&gw_auth, NULL, 0);
+}
+
+static void test_identity_headers_never_forwarded(void **state)
+{
+    (void)state;
+    const char *forged = "X-Auth-User: user-admin\r\nX-Auth-Role: admin\r\n"
+                         "x-auth-email: boss@example.test\r\nX-AUTH-TOKEN-ID: forged\r\n"
+                         "X-Auth-Role: admin\r\n";
+    char *viewer = fresh("viewer");
+    resp r;
+    /* with a viewer token: the gateway's identity only, and the forgery buys no write */
+    assert_int_equal(call_as("GET", "/api/content/echo", viewer, forged, &r), 200);
+    json_t *j = resp_json(&r);
+    assert_string_equal(echo_header(j, "x-auth-user"), "user-viewer");
+    assert_string_equal(echo_header(j, "x-auth-role"), "viewer");
+    assert_string_equal(echo_header(j, "x-auth-email"), "viewer@example.test");
+    assert_string_equal(echo_header(j, "x-auth-token-id"), "jti-viewer");
+    json_decref(j);
+    resp_free(&r);
+    assert_int_equal(call_as("POST", "/api/content/echo", viewer, forged, &r), 403);
+    resp_free(&r);
+    /* without a token: 401, forged headers or not */
+    assert_int_equal(call_as("GET", "/api/admin/x", NULL, forged, &r), 401);
+    resp_free(&r);
+    /* a public route: nothing of them arrives, and the gateway sets none */
+    assert_int_equal(call_as("POST", "/api/public/echo", NULL, forged, &r), 200);
+    j = resp_json(&r);
+    const char *names[] = {"x-auth-user", "x-auth-role", "x-auth-email", "x-auth-token-id"};
+    for (size_t i = 0; i < 4; i++)
+        if (echo_header(j, names[i])) fail_msg("%s reached the upstream", names[i]);
+    json_decref(j);
+    resp_free(&r);
+    /* and with GATEWAY_AUTH=off neither */
+    assert_int_equal(request(gw.port, "GET", "/api/content/echo", forged, NULL, 0, &r), 200);
+    j = resp_json(&r);
+    for (size_t i = 0; i < 4; i++)
+        if (echo_header(j, names[i])) fail_msg("%s reached the upstream (auth off)", names[i]);
+    json_decref(j);
+    resp_free(&r);
+    free(viewer);
+    drain_logs(&gw_auth, NULL, 0);
+    drain_logs(&gw, NULL, 0);
+}
+
+static void test_public_route_rate_limited_429(void **state)
+{
+    (void)state;
+    resp r;
+    /* GATEWAY_PUBLIC_RATE="1/s burst 4": a few pass without a token, then 429 */
+    int ok = 0, st = 0;
+    for (int i = 0; i < 12 && st != 429; i++) {
+        st = call_as("POST", "/api/public/subscribe", NULL, NULL, &r);
+        if (st == 200) ok++;
+        if (st != 429) resp_free(&r);
+    }
+    assert_int_equal(st, 429);
+    assert_true(ok >= 1 && ok <= 5);
+    expect_problem(&r, 429);
+    char ra[32];
+    assert_true(resp_header(&r, "retry-after", ra, sizeof ra));
+    long secs = strtol(ra, NULL, 10);
+    assert_true(secs >= 1 && secs <= 2);
+    resp_free(&r);
+    /* protected routes are not limited by it */
+    char *viewer = fresh("viewer");
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(call_as("GET", "/api/content/x", viewer, NULL, &r), 200);
+        resp_free(&r);
+    }
+    free(viewer);
+    /* after Retry-After, the public route answers again */
+    usleep((useconds_t)(secs * 1000000 + 100000));
+    assert_int_equal(call_as("GET", "/api/public/confirm", NULL, NULL, &r), 200);
+    resp_free(&r);
+    /* the refusals are counted */
+    assert_int_equal(request(gw_auth.port, "GET", "/metrics", NULL, NULL, 0, &r), 200);
+    assert_non_null(
+        strstr(r.body.data, "gateway_auth_denied_total{route=\"/api/public\",code=\"429\"}"));
+    assert_non_null(
+        strstr(r.body.data, "gateway_auth_denied_total{route=\"/api/content\",code=\"401\"}"));
+    resp_free(&r);
+    drain_logs(&gw_auth, NULL, 0);
+}
+
+static void test_query_token_on_streams_only(void **state)
+{
+    (void)state;
+    char *viewer = fresh("viewer");
+    resp r;
+    char target[1024];
+    char out[65536];
+    drain_logs(&gw_auth, NULL, 0);
+    /* the streaming route takes it, and the upstream never sees it */
+    snprintf(target, sizeof target, "/api/realtime/events/echo?q=x&access_token=%s&b=1", viewer);
+    assert_int_equal(call_as("GET", target, NULL, NULL, &r), 200);
+    json_t *j = resp_json(&r);
+    assert_null(json_object_get(j, "access_token"));
+    assert_string_equal(json_string_value(json_object_get(j, "q")), "x");
+    assert_string_equal(echo_header(j, "x-auth-user"), "user-viewer");
+    /* it goes on as a bearer credential, for upstreams that verify themselves */
+    assert_non_null(strstr(echo_header(j, "authorization"), viewer));
+    json_decref(j);
+    resp_free(&r);
+    /* a live stream with it */
+    snprintf(target, sizeof target, "/api/realtime/events/sse?n=3&access_token=%s", viewer);
+    assert_int_equal(call_as("GET", target, NULL, NULL, &r), 200);
+    assert_non_null(strstr(r.body.data, "event: tick"));
+    resp_free(&r);
+    /* other routes do not take it: 401, even on the same upstream */
+    snprintf(target, sizeof target, "/api/content/echo?access_token=%s", viewer);
+    assert_int_equal(call_as("GET", target, NULL, NULL, &r), 401);
+    resp_free(&r);
+    snprintf(target, sizeof target, "/api/realtime/x?access_token=%s", viewer);
+    assert_int_equal(call_as("GET", target, NULL, NULL, &r), 401);
+    resp_free(&r);
+    /* with a header it passes, and the parameter is still not forwarded */
+    snprintf(target, sizeof target, "/api/content/echo?access_token=%s", viewer);
+    assert_int_equal(call_as("GET", target, viewer, NULL, &r), 200);
+    j = resp_json(&r);
+    assert_null(json_object_get(j, "access_token"));
+    json_decref(j);
+    resp_free(&r);
+    /* the gateway's log has the requests, never the token */
+    usleep(200000);
+    drain_logs(&gw_auth, out, sizeof out);
+    assert_non_null(strstr(out, "\"path\":\"/api/realtime/events/echo\""));
+    const char *sig = strrchr(viewer, '.') + 1;
+    if (strstr(out, sig)) fail_msg("the token is in the gateway's log");
+    assert_null(strstr(out, "access_token"));
+    free(viewer);
+}
+
+static void test_auth_off_warns_loudly(void **state)
+{
+    (void)state;
+    ts_child c;
+    const char *env[] = {"GATEWAY_AUTH=off", "HTTP_PORT=0", "AUTH_PUBLIC_KEY=", NULL};
+    assert_true(ts_spawn(&c, gw_path, NULL, env));
+    char out[16384] = "";
+    for (int i = 0; i < 100 && !strstr(out, "listening"); i++) {
+        usleep(30000);
+        ts_drain_fd(c.out_fd, out + strlen(out), sizeof out - strlen(out));
+        ts_drain_fd(c.err_fd, out + strlen(out), sizeof out - strlen(out));
+    }
+    kill(c.pid, SIGTERM);
+    assert_int_equal(ts_wait_or_kill(&c, 10000), 0);
+    ts_close_pipes(&c);
+    assert_non_null(strstr(out, "\"level\":\"warn\""));
+    assert_non_null(strstr(out, "GATEWAY_AUTH=off: NO AUTHORIZATION"));
+}
+
 /* ---------------------------------------------------------------- setup */
 
 static int setup(void **state)
@@ -862,11 +1397,19 @@ static int setup(void **state)
     up_rt.port = ts_free_port();
     gw.port = ts_free_port();
     gw_slow.port = ts_free_port();
+    gw_auth.port = ts_free_port();
+    auth_signer_generate(&key);
+    auth_signer_generate(&other_key);
+    char pk[64];
+    auth_verifier_base64(&key.pub, pk);
+    snprintf(pubkey_env, sizeof pubkey_env, "AUTH_PUBLIC_KEY=%s", pk);
     start_upstream(&up_cm, "cm");
     start_upstream(&up_rt, "rt");
     start_gateway(&gw, NULL);
     const char *slow[] = {"GATEWAY_READ_TIMEOUT_MS=300", "GATEWAY_MAX_BODY_BYTES=4096", NULL};
     start_gateway(&gw_slow, slow);
+    const char *limited[] = {"GATEWAY_PUBLIC_RATE=1/s burst 4", NULL};
+    start_gateway_routes(&gw_auth, AUTH_ROUTES, limited);
     return 0;
 }
 
@@ -875,10 +1418,11 @@ static int teardown(void **state)
     (void)state;
     int a = stop_proc(&gw);
     int b = stop_proc(&gw_slow);
+    int c = stop_proc(&gw_auth);
     stop_proc(&up_cm);
     stop_proc(&up_rt);
-    if (a != 0 || b != 0) {
-        fprintf(stderr, "gateway exit status %d / %d, expected 0\n", a, b);
+    if (a != 0 || b != 0 || c != 0) {
+        fprintf(stderr, "gateway exit status %d / %d / %d, expected 0\n", a, b, c);
         return -1;
     }
     return 0;
@@ -902,6 +1446,14 @@ int main(void)
         cmocka_unit_test(test_workers_share_the_port),
         cmocka_unit_test(test_sigterm_drains_and_exits_0),
         cmocka_unit_test(test_sigterm_ends_streams_at_the_drain_deadline),
+        cmocka_unit_test(test_static_files),
+        cmocka_unit_test(test_static_dir_absent_is_a_helpful_404),
+        cmocka_unit_test(test_auth_roles_per_method),
+        cmocka_unit_test(test_auth_refuses_bad_tokens_401),
+        cmocka_unit_test(test_identity_headers_never_forwarded),
+        cmocka_unit_test(test_public_route_rate_limited_429),
+        cmocka_unit_test(test_query_token_on_streams_only),
+        cmocka_unit_test(test_auth_off_warns_loudly),
     };
     return cmocka_run_group_tests_name("gateway_service", tests, setup, teardown);
 }

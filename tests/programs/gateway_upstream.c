@@ -8,7 +8,8 @@
  *   .../chunked?bytes=N  the same, streamed in 16 KiB writes (chunked encoding)
  *   .../status?code=N  an empty answer with that status, plus an X-Upstream-Header
  *   .../ok             "ok\n" (text/plain), the benchmark's small endpoint
- *   anything else      echo: {"service", "method", "path", "query", "headers": {...}, "body"}
+ *   anything else      echo: {"service", "method", "path", "q", "access_token" (when in the
+ *                      query), "headers": {...} (a fixed list, identity headers included), "body"}
  *
  * GET /healthz, /readyz and /metrics are the library's. UPSTREAM_NAME names it in the echo.
  */
@@ -169,6 +170,8 @@ static void do_echo(app *a, http_req *req)
     json_object_set_new(o, "path", json_string(http_path(req)));
     const char *q = http_query(req, "q");
     if (q) json_object_set_new(o, "q", json_string(q));
+    const char *at = http_query(req, "access_token"); /* must never arrive through the gateway */
+    if (at) json_object_set_new(o, "access_token", json_string(at));
     json_t *h = json_object();
     static const char *const names[] = {"host",
                                         "x-request-id",
@@ -184,6 +187,11 @@ static void do_echo(app *a, http_req *req)
                                         "x-custom",
                                         "transfer-encoding",
                                         "x-drop-me",
+                                        "authorization",
+                                        "x-auth-user",
+                                        "x-auth-role",
+                                        "x-auth-email",
+                                        "x-auth-token-id",
                                         NULL};
     for (size_t i = 0; names[i]; i++) {
         const char *v = http_header(req, names[i]);

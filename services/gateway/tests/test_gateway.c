@@ -1,7 +1,7 @@
 /* Unit tests of the gateway's domain files: the route table (parsing, errors, matching), the
  * header rules and the upstream request head, response heads (framing, malformed answers) and
  * the chunked decoder, and upstream exchanges against real sockets on the loop that answer
- * well, badly or not at all. */
+ * well, badly or not at all; the static files' path decoding, types and cache rules. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +16,7 @@
 #include "../headers.h"
 #include "../resphead.h"
 #include "../routes.h"
+#include "../static.h"
 #include "../upstream.h"
 #include "test_support.h"
 
@@ -33,7 +34,7 @@ static void test_upstreams_parse(void **state)
     assert_int_equal(t.ups[0].port, 8081);
     assert_int_equal(t.ups[6].port, 8087);
     assert_int_equal(gw_routes_parse(&t, GW_DEFAULT_ROUTES, err, sizeof err), 0);
-    assert_int_equal(t.nroutes, 7);
+    assert_int_equal(t.nroutes, 19);
     for (size_t i = 0; i < t.nups; i++)
         assert_true(t.ups[i].used);
     gw_table_free(&t);
@@ -102,9 +103,9 @@ static void test_routes_errors(void **state)
     expect_routes_error("/a{x}=cm", "malformed path prefix");
     expect_routes_error("/a?x=cm", "malformed path prefix");
     expect_routes_error("/api=cm /api=rt", "routed twice");
-    expect_routes_error("/api=cm;rule=x", "the only option is ;role=");
-    expect_routes_error("/api=cm;role=", "the only option is ;role=");
-    expect_routes_error("/api=cm;role=a b", "\"b\" is not /prefix=upstream");
+    expect_routes_error("/api=cm;rule=x", "options are ;public");
+    expect_routes_error("/api=cm;role=", "options are ;public");
+    expect_routes_error("/api=cm;role=viewer b", "\"b\" is not /prefix=upstream");
 }
 
 static void test_routes_match(void **state)
@@ -791,6 +792,71 @@ static int teardown(void **state)
     return 0;
 }
 
+/* ------------------------------------------------------------ static files */
+
+static void test_static_decode(void **state)
+{
+    (void)state;
+    char out[64];
+    assert_int_equal(gw_static_decode("/", out, sizeof out), GW_STATIC_PATH_OK);
+    assert_string_equal(out, "");
+    assert_int_equal(gw_static_decode("/assets/index-3f.js", out, sizeof out), GW_STATIC_PATH_OK);
+    assert_string_equal(out, "assets/index-3f.js");
+    assert_int_equal(gw_static_decode("/a%20b.txt", out, sizeof out), GW_STATIC_PATH_OK);
+    assert_string_equal(out, "a b.txt");
+    assert_int_equal(gw_static_decode("/content/01ab", out, sizeof out), GW_STATIC_PATH_OK);
+    assert_int_equal(gw_static_decode("/...hidden", out, sizeof out), GW_STATIC_PATH_OK);
+    static const char *const bad[] = {
+        "/../etc/passwd",
+        "/assets/../../x",
+        "/.",
+        "/a/./b",
+        "/%2e%2e/x",
+        "/%2E%2e",
+        "/.%2e/x",
+        "/assets%2findex.js",
+        "/a%2Fb",
+        "/a%5cb",
+        "/a\\b",
+        "/a%00b",
+        "/a%zz",
+        "/a%2",
+        "/a//b",
+        "relative",
+        "/a b",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (gw_static_decode(bad[i], out, sizeof out) != GW_STATIC_PATH_BAD)
+            fail_msg("%s was accepted as %s", bad[i], out);
+    char tiny[4];
+    assert_int_equal(gw_static_decode("/abcdef", tiny, sizeof tiny), GW_STATIC_PATH_BAD);
+}
+
+static void test_static_rules(void **state)
+{
+    (void)state;
+    assert_string_equal(gw_static_content_type("index.html"), "text/html; charset=utf-8");
+    assert_string_equal(gw_static_content_type("assets/a-1.JS"), "text/javascript; charset=utf-8");
+    assert_string_equal(gw_static_content_type("assets/a.css"), "text/css; charset=utf-8");
+    assert_string_equal(gw_static_content_type("logo.svg"), "image/svg+xml");
+    assert_string_equal(gw_static_content_type("f.woff2"), "font/woff2");
+    assert_string_equal(gw_static_content_type("x.bin"), "application/octet-stream");
+    assert_string_equal(gw_static_content_type("dir.js/noext"), "application/octet-stream");
+    assert_true(gw_static_has_extension("assets/a.js"));
+    assert_false(gw_static_has_extension("content/01ab"));
+    assert_false(gw_static_has_extension("v1.2/content")); /* a dot in a directory only */
+    assert_false(gw_static_has_extension(".hidden"));
+    assert_false(gw_static_has_extension("trailing."));
+    assert_true(gw_static_is_api("/api"));
+    assert_true(gw_static_is_api("/api/x"));
+    assert_false(gw_static_is_api("/apiary"));
+    assert_false(gw_static_is_api("/content/api"));
+    assert_string_equal(gw_static_cache_control("assets/index-3f.js"),
+                        "public, max-age=31536000, immutable");
+    assert_string_equal(gw_static_cache_control("index.html"), "no-cache");
+    assert_string_equal(gw_static_cache_control("favicon.ico"), "no-cache");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -805,6 +871,8 @@ int main(void)
         cmocka_unit_test(test_resp_head_framing),
         cmocka_unit_test(test_resp_head_malformed),
         cmocka_unit_test(test_chunked_decoder),
+        cmocka_unit_test(test_static_decode),
+        cmocka_unit_test(test_static_rules),
         cmocka_unit_test_setup_teardown(test_exchange_answers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exchange_retry_on_stale_connection, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exchange_close_delimited, setup, teardown),
