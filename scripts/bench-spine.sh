@@ -39,8 +39,24 @@ for _ in $(seq 1 60); do
 done
 curl -fsS -o /dev/null "$GW/readyz" || die "the gateway's /readyz is not 200 (are all upstreams up?)"
 
+# The gateway wants a token: log in as the local admin (scripts/secrets.sh made it); the token
+# goes to a private file, never to the terminal.
+tokfile="$(mktemp)"
+chmod 600 "$tokfile"
+trap 'rm -f "$tokfile"; cleanup' EXIT
+python3 - "$GW" "$SECRETS/admin-email" "$SECRETS/admin-password" >"$tokfile" <<'PY' ||
+import json, sys, urllib.request
+gw, email, password = sys.argv[1], open(sys.argv[2]).read().strip(), open(sys.argv[3]).read().strip()
+req = urllib.request.Request(gw + "/api/auth/login", method="POST",
+                             data=json.dumps({"email": email, "password": password}).encode(),
+                             headers={"Content-Type": "application/json"})
+print(json.load(urllib.request.urlopen(req, timeout=30))["access_token"])
+PY
+    die "cannot log in as the local admin through $GW/api/auth/login"
+
 log "spine: $CLIENTS concurrent clients, $BRIEFS briefs ($WARMUP warm-up) through $GW"
 python3 tests/bench/spine_latency.py --api "$GW" --events "$GW" --clients "$CLIENTS" \
-    --briefs "$BRIEFS" --warmup "$WARMUP"
+    --briefs "$BRIEFS" --warmup "$WARMUP" --token-file "$tokfile"
 log "spine: one client alone (latency without queueing)"
-python3 tests/bench/spine_latency.py --api "$GW" --events "$GW" --clients 1 --briefs 300 --warmup 20
+python3 tests/bench/spine_latency.py --api "$GW" --events "$GW" --clients 1 --briefs 300 \
+    --warmup 20 --token-file "$tokfile"

@@ -60,7 +60,8 @@ async def read_body(reader, headers):
 class Events:
     """One SSE subscription; records when each item's `generated` event arrived."""
 
-    def __init__(self):
+    def __init__(self, token=""):
+        self.token = token
         self.generated = {}  # item id -> perf_counter at arrival
         self.waiters = {}  # item id -> future
         self.ready = asyncio.Event()
@@ -69,7 +70,7 @@ class Events:
         host, port = addr(url)
         reader, writer = await asyncio.open_connection(host, port)
         writer.write(
-            f"GET /api/realtime/events?channels=content:* HTTP/1.1\r\nHost: {host}\r\n"
+            f"GET /api/realtime/events?channels=content:*{self.query()} HTTP/1.1\r\nHost: {host}\r\n"
             "Accept: text/event-stream\r\n\r\n".encode()
         )
         status, headers = await read_head(reader)
@@ -93,6 +94,9 @@ class Events:
             while b"\n\n" in buf:
                 frame, buf = buf.split(b"\n\n", 1)
                 self.on_frame(frame.decode(), now)
+
+    def query(self):
+        return f"&access_token={self.token}" if self.token else ""
 
     def on_frame(self, frame, now):
         event, data = "message", None
@@ -122,7 +126,7 @@ class Events:
         return await asyncio.wait_for(fut, timeout)
 
 
-async def client(no, api, events, counter, total, latencies, errors, timeout):
+async def client(no, api, events, counter, total, latencies, errors, timeout, token):
     host, port = addr(api)
     reader, writer = await asyncio.open_connection(host, port)
     while True:
@@ -139,10 +143,12 @@ async def client(no, api, events, counter, total, latencies, errors, timeout):
             }
         ).encode()
         t0 = time.perf_counter()
-        writer.write(
+        head = (
             f"POST /api/content/items HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+            + (f"Authorization: Bearer {token}\r\n" if token else "")
+            + f"Content-Length: {len(body)}\r\n\r\n"
         )
+        writer.write(head.encode() + body)
         status, headers = await read_head(reader)
         payload = await read_body(reader, headers)
         if status != 201:
@@ -172,16 +178,18 @@ async def main():
     ap.add_argument("--warmup", type=int, default=100, help="first briefs not counted")
     ap.add_argument("--timeout", type=float, default=30.0)
     ap.add_argument("--goal-p99-ms", type=float, default=50.0)
+    ap.add_argument("--token-file", help="a file holding a bearer token (the gateway needs one)")
     a = ap.parse_args()
 
-    events = Events()
+    token = open(a.token_file).read().strip() if a.token_file else ""
+    events = Events(token)
     sub = asyncio.create_task(events.run(a.events))
     await asyncio.wait_for(events.ready.wait(), 10)
     counter, latencies, errors = [0], [], []
     t_start = time.perf_counter()
     await asyncio.gather(
         *(
-            client(i, a.api, events, counter, a.briefs, latencies, errors, a.timeout)
+            client(i, a.api, events, counter, a.briefs, latencies, errors, a.timeout, token)
             for i in range(a.clients)
         )
     )
