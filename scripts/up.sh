@@ -58,7 +58,7 @@ for svc in $SERVICES; do
         KAFKA_BROKERS="$KAFKA_BOOTSTRAP" DATABASE_URL="$url" SERVICE_NAME="$svc" \
             HTTP_HOST=127.0.0.1 HTTP_PORT="$(service_port "$svc")" \
             MIGRATIONS_DIR="$ROOT/services/$svc/migrations" GATEWAY_STATIC_DIR="$ROOT/build/dashboard" \
-            SCRAPER_ALLOW_PRIVATE="$SCRAPER_ALLOW_PRIVATE" \
+            SCRAPER_ALLOW_PRIVATE="$SCRAPER_ALLOW_PRIVATE" HTTP_TRUSTED_PROXIES="127.0.0.1/32,::1" \
             proc_start "$svc" "$LOGDIR/$svc.log" "$bin"
     )
     started+=("$svc")

@@ -50,7 +50,15 @@ typedef struct http_server_config {
     int backlog;                   /* listen(2) backlog; 511 */
     bool reuse_port;               /* SO_REUSEPORT: several processes listen on one port (the
                                       kernel spreads connections); false */
+    /* Comma-separated addresses or CIDR blocks ("127.0.0.1/32,::1") of proxies whose
+     * X-Forwarded-For is believed: when the TCP peer is one of them, http_remote_addr gives the
+     * right-most X-Forwarded-For address that is not itself trusted. NULL or "": none (the
+     * peer is the client). A malformed list makes http_server_new fail. At most 16 entries. */
+    const char *trusted_proxies;
 } http_server_config;
+
+/* Whether list is acceptable as http_server_config.trusted_proxies (for configuration checks). */
+bool http_trusted_proxies_valid(const char *list);
 
 /* Binds and listens at once. NULL (after logging why) when the address is invalid or in use. */
 http_server *http_server_new(uv_loop_t *loop, const http_server_config *cfg);
@@ -146,7 +154,10 @@ const char *http_request_id(http_req *req);
 const char *http_trace_id(http_req *req);
 /* "00-<trace id>-<this request's span id>-<flags>": pass it on to calls made for this request. */
 const char *http_traceparent(http_req *req);
-const char *http_remote_addr(http_req *req); /* peer IP address, "" if unknown */
+/* The client's IP address: the TCP peer's, or, behind a trusted proxy (see
+ * http_server_config.trusted_proxies), the one it forwarded; "" if unknown. */
+const char *http_remote_addr(http_req *req);
+const char *http_peer_addr(http_req *req);   /* the TCP peer's IP address, "" if unknown */
 http_server *http_req_server(http_req *req); /* NULL once the request is gone */
 
 /*

@@ -131,7 +131,8 @@ struct http_req {
     char trace_id[CORE_TRACE_ID_LEN + 1];
     char span_id[CORE_SPAN_ID_LEN + 1];
     char traceparent[CORE_TRACEPARENT_LEN + 1];
-    char remote[64];
+    char remote[64]; /* the client (see trusted_proxies) */
+    char peer[64];   /* the TCP peer */
     int64_t start_ns;
 
     struct http_internal_alloc *allocs; /* strings handed out by getters */
@@ -164,6 +165,22 @@ struct http_stream {
     struct http_stream *dprev, *dnext; /* srv->detached */
 };
 
+/* An address block of http_server_config.trusted_proxies. */
+typedef struct http_internal_cidr {
+    int family; /* AF_INET or AF_INET6 */
+    unsigned char addr[16];
+    unsigned bits;
+} http_internal_cidr;
+
+/* Parses "a.b.c.d[/n],x::y[/n],..." into out (at most max); false when malformed. */
+bool http_internal_cidrs_parse(const char *list, http_internal_cidr *out, size_t max, size_t *n);
+/* Whether the textual address addr lies in one of the blocks. */
+bool http_internal_cidrs_match(const http_internal_cidr *c, size_t n, const char *addr);
+/* The client's address from the TCP peer and X-Forwarded-For (xff may be NULL): the right-most
+ * forwarded address that is not a trusted proxy, when the peer is one; else the peer. */
+void http_internal_client_addr(const http_internal_cidr *c, size_t n, const char *peer,
+                               const char *xff, size_t xff_len, char *out, size_t outlen);
+
 struct http_server {
     uv_loop_t *loop;
     uv_tcp_t *listener_handle; /* own allocation, see http_server_new */
@@ -174,6 +191,8 @@ struct http_server {
     uint16_t port;
     char *service;
     http_server_config cfg;
+    http_internal_cidr trusted[16]; /* cfg.trusted_proxies, parsed */
+    size_t ntrusted;
 
     h2o_globalconf_t globalconf;
     h2o_hostconf_t *hostconf;

@@ -307,10 +307,20 @@ static void req_fill_remote(http_req *req, h2o_req_t *h)
     socklen_t sl = h->conn->callbacks->get_peername(h->conn, (struct sockaddr *)&ss);
     if (sl == 0) return;
     if (ss.ss_family == AF_INET)
-        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, req->remote, sizeof req->remote);
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, req->peer, sizeof req->peer);
     else if (ss.ss_family == AF_INET6)
-        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, req->remote,
-                  sizeof req->remote);
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, req->peer, sizeof req->peer);
+    const char *xff = NULL;
+    size_t xff_len = 0;
+    if (req->srv->ntrusted > 0) {
+        ssize_t i = h2o_find_header(&h->headers, H2O_TOKEN_X_FORWARDED_FOR, -1);
+        if (i >= 0) {
+            xff = h->headers.entries[i].value.base;
+            xff_len = h->headers.entries[i].value.len;
+        }
+    }
+    http_internal_client_addr(req->srv->trusted, req->srv->ntrusted, req->peer, xff, xff_len,
+                              req->remote, sizeof req->remote);
 }
 
 static http_req *req_attach(http_server *srv, h2o_req_t *h)
@@ -793,6 +803,11 @@ const char *http_trace_id(http_req *req)
 const char *http_traceparent(http_req *req)
 {
     return req->traceparent;
+}
+
+const char *http_peer_addr(http_req *req)
+{
+    return req->peer;
 }
 
 const char *http_remote_addr(http_req *req)

@@ -129,6 +129,14 @@ http_server *http_server_new(uv_loop_t *loop, const http_server_config *cfg_in)
     http_server_config cfg = cfg_in ? *cfg_in : (http_server_config){0};
     server_apply_defaults(&cfg);
 
+    http_internal_cidr trusted[16];
+    size_t ntrusted = 0;
+    if (!http_internal_cidrs_parse(cfg.trusted_proxies, trusted, 16, &ntrusted)) {
+        core_log_error("http trusted proxies: not a list of at most 16 addresses or CIDR blocks",
+                       CORE_F_STR("trusted_proxies", cfg.trusted_proxies));
+        return NULL;
+    }
+
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
     if (uv_ip4_addr(cfg.host, cfg.port, (struct sockaddr_in *)&ss) != 0 &&
@@ -158,7 +166,10 @@ http_server *http_server_new(uv_loop_t *loop, const http_server_config *cfg_in)
     srv->cfg = cfg;
     srv->service = server_strdup(cfg.service);
     srv->cfg.service = srv->service;
-    srv->cfg.host = NULL; /* not kept */
+    srv->cfg.host = NULL;            /* not kept */
+    srv->cfg.trusted_proxies = NULL; /* kept parsed: */
+    memcpy(srv->trusted, trusted, sizeof trusted);
+    srv->ntrusted = ntrusted;
     srv->listening = true;
     listener->data = srv;
     srv->listener_handle = listener;

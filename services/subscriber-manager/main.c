@@ -144,6 +144,13 @@ int main(void)
     app.import_max_rows = core_config_int(&cc, "IMPORT_MAX_ROWS", 1000000, 1, 100000000);
     app.outbox_batch = (int)core_config_int(&cc, "OUTBOX_BATCH", 1000, 1, 10000);
     app.import_batch = (int)core_config_int(&cc, "IMPORT_BATCH_ROWS", 5000, 1, 100000);
+    /* The gateway in front: its X-Forwarded-For names the client for the per-address login
+     * throttle, the public rate limit and consent records (else every client is the gateway). */
+    const char *trusted = core_config_string(&cc, "HTTP_TRUSTED_PROXIES", "");
+    if (!http_trusted_proxies_valid(trusted) && cc.errors++ == 0)
+        snprintf(cc.first_error, sizeof cc.first_error,
+                 "HTTP_TRUSTED_PROXIES: must be a comma-separated list of at most 16 IP addresses "
+                 "or CIDR blocks");
     db_config dbc;
     db_config_from_env(&cc, &dbc);
     core_config_finish(&cc);
@@ -188,12 +195,13 @@ int main(void)
     }
     app.http = http_server_new(
         app.loop,
-        &(http_server_config){
-            .host = host,
-            .port = (uint16_t)port,
-            .service = name,
-            .max_body_bytes = (size_t)(import_max_body > max_body ? import_max_body : max_body)});
-    if (!app.http) return 1;
+        &(http_server_config){.host = host,
+                              .port = (uint16_t)port,
+                              .service = name,
+                              .max_body_bytes =
+                                  (size_t)(import_max_body > max_body ? import_max_body : max_body),
+                              .trusted_proxies = trusted});
+    if (!app.http) return 1; /* http_server_new logged why */
     http_readiness_check(app.http, "kafka", kafka_ready, &app);
     http_readiness_check(app.http, "database", db_ready, &app);
     sm_auth_register(&app);

@@ -103,10 +103,11 @@ static void h_ids(http_req *req, void *data)
 {
     (void)data;
     http_respond_json(req, 200,
-                      json_pack("{s:s, s:s, s:s, s:s, s:s?}", "request_id", http_request_id(req),
-                                "trace_id", http_trace_id(req), "traceparent",
+                      json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s, s:s}", "request_id",
+                                http_request_id(req), "trace_id", http_trace_id(req), "traceparent",
                                 http_traceparent(req), "log_trace", core_log_trace(), "x_custom",
-                                http_header(req, "X-Custom")));
+                                http_header(req, "X-Custom"), "remote", http_remote_addr(req),
+                                "peer", http_peer_addr(req)));
 }
 
 static void h_async(http_req *req, void *data)
@@ -1166,6 +1167,57 @@ static void test_delegate_to_h2o_proxy(void **state)
     fx_stop(&f);
 }
 
+/* X-Forwarded-For is believed only from trusted proxies, from the right. */
+static void client_addr_is(fx *f, const char *xff, const char *want)
+{
+    char hdr[256];
+    snprintf(hdr, sizeof hdr, "X-Forwarded-For: %s", xff);
+    tu_http h = {.headers = {hdr}};
+    fx_url(f, &h, "/ids");
+    assert_true(tu_run(&f->loop, tu_http_perform, &h));
+    assert_int_equal(h.status, 200);
+    json_t *o = body_json(&h);
+    if (strcmp(jstr(o, "remote"), want) != 0)
+        fail_msg("X-Forwarded-For \"%s\": client %s, want %s", xff, jstr(o, "remote"), want);
+    assert_string_equal(jstr(o, "peer"), "127.0.0.1");
+    json_decref(o);
+    tu_http_free(&h);
+}
+
+static void test_trusted_proxies(void **state)
+{
+    (void)state;
+    fx f;
+    fx_start(&f, &(http_server_config){.trusted_proxies = "127.0.0.0/8, ::1"});
+    client_addr_is(&f, "203.0.113.9, 10.1.2.3", "10.1.2.3");
+    client_addr_is(&f, "203.0.113.9, 127.0.0.5", "203.0.113.9");
+    client_addr_is(&f, "2001:db8::7", "2001:db8::7");
+    client_addr_is(&f, "127.0.0.2", "127.0.0.2");      /* only proxies: the left-most */
+    client_addr_is(&f, "not-an-address", "127.0.0.1"); /* unusable: the peer */
+    client_addr_is(&f, "198.51.100.1, ", "127.0.0.1");
+    json_t *lines = fx_access(&f, "/ids");
+    assert_true(json_array_size(lines) >= 1);
+    assert_string_equal(jstr(json_array_get(lines, 0), "remote_addr"), "10.1.2.3");
+    json_decref(lines);
+    fx_stop(&f);
+
+    /* Not trusted: the header changes nothing. */
+    fx_start(&f, NULL);
+    client_addr_is(&f, "203.0.113.9", "127.0.0.1");
+    fx_stop(&f);
+
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    static const char *const bad[] = {"10.0.0.0/33", "nope", "1.2.3.4/", "::1/129", NULL};
+    for (size_t i = 0; bad[i]; i++) {
+        assert_false(http_trusted_proxies_valid(bad[i]));
+        assert_null(http_server_new(&loop, &(http_server_config){.trusted_proxies = bad[i]}));
+    }
+    assert_true(http_trusted_proxies_valid("10.0.0.0/8,fd00::/8 127.0.0.1"));
+    assert_true(http_trusted_proxies_valid(""));
+    tu_loop_done(&loop);
+}
+
 static void test_listen_errors(void **state)
 {
     (void)state;
@@ -1220,6 +1272,7 @@ int main(void)
         cmocka_unit_test(test_graceful_close_waits),
         cmocka_unit_test(test_graceful_close_deadline),
         cmocka_unit_test(test_delegate_to_h2o_proxy),
+        cmocka_unit_test(test_trusted_proxies),
         cmocka_unit_test(test_listen_errors),
         cmocka_unit_test(test_reuse_port),
     };
