@@ -144,7 +144,6 @@ void gw_request_head(core_buf *out, const gw_upstream_req *r)
         }
 
     bool have_id = false, have_tp = false;
-    const gw_hdr *xff = NULL;
     for (size_t i = 0; i < r->nheaders; i++) {
         const gw_hdr *h = &r->headers[i];
         if (gw_hop_by_hop(h->name, h->name_len, conn, conn_len)) continue;
@@ -154,10 +153,10 @@ void gw_request_head(core_buf *out, const gw_upstream_req *r)
             headers_eq(h->name, h->name_len, "content-length") ||
             headers_eq(h->name, h->name_len, "expect"))
             continue;
-        if (headers_eq(h->name, h->name_len, "x-forwarded-for")) {
-            xff = h; /* appended to below, once */
-            continue;
-        }
+        /* The gateway is the edge: a client's X-Forwarded-For is its own claim and goes no
+         * further. The one we send names the client as the gateway sees it (behind a load
+         * balancer in GATEWAY_TRUSTED_PROXIES, the address that balancer forwarded). */
+        if (headers_eq(h->name, h->name_len, "x-forwarded-for")) continue;
         if (!headers_value_ok(h->value, h->value_len)) continue;
         /* The ids the upstream sees are the ones our logs show: the client's X-Request-Id only
          * when libs/http adopted it (r->request_id is then the same), its traceparent only when
@@ -188,15 +187,7 @@ void gw_request_head(core_buf *out, const gw_upstream_req *r)
         core_buf_append(out, "\r\n", 2);
     }
     const char *remote = r->remote_addr && *r->remote_addr ? r->remote_addr : NULL;
-    if (xff && headers_value_ok(xff->value, xff->value_len)) {
-        core_buf_append(out, "X-Forwarded-For: ", 17);
-        core_buf_append(out, xff->value, xff->value_len);
-        if (remote) {
-            core_buf_append(out, ", ", 2);
-            core_buf_puts(out, remote);
-        }
-        core_buf_append(out, "\r\n", 2);
-    } else if (remote) {
+    if (remote) {
         core_buf_append(out, "X-Forwarded-For: ", 17);
         core_buf_puts(out, remote);
         core_buf_append(out, "\r\n", 2);

@@ -43,7 +43,7 @@ typedef struct gw_upstream_req {
     size_t nheaders;
     const char *request_id;  /* http_request_id: replaces any other X-Request-Id */
     const char *traceparent; /* set unless the client sent a well-formed one */
-    const char *remote_addr; /* appended to X-Forwarded-For */
+    const char *remote_addr; /* the client: the X-Forwarded-For we send (the client's is dropped) */
     const char *fallback_host;
     size_t body_len;
     bool has_body; /* Content-Length is sent (also 0 for POST/PUT/PATCH without a body) */

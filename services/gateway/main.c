@@ -22,7 +22,7 @@ typedef struct settings {
     const char *host;
     int64_t port;
     int64_t max_body, connect_ms, read_ms, keepalive, workers, drain_ms, static_reload_ms;
-    const char *static_dir;
+    const char *static_dir, *trusted_proxies;
     gw_table table;
     gw_authz *authz;
 } settings;
@@ -83,6 +83,7 @@ static int run(void *data)
                     .handler_timeout_ms = (uint64_t)(s->connect_ms + s->read_ms + 5000),
                     .reuse_port = s->workers > 1,
                     .drain_timeout_ms = (uint64_t)s->drain_ms,
+                    .trusted_proxies = s->trusted_proxies,
                 });
     if (!a.http) return 1; /* http_server_new logged why */
     a.proxy = gw_proxy_new(a.loop, a.http, &s->table,
@@ -150,6 +151,10 @@ int main(void)
     s.drain_ms = core_config_int(&cc, "GATEWAY_DRAIN_TIMEOUT_MS", 10000, 1, 600000);
     s.static_dir = core_config_string(&cc, "GATEWAY_STATIC_DIR", "build/dashboard");
     s.static_reload_ms = core_config_int(&cc, "GATEWAY_STATIC_RELOAD_MS", 2000, 0, 3600000);
+    /* A load balancer in front (e.g. an ALB on EKS): its X-Forwarded-For names the client for
+     * the rate limit, the logs and the X-Forwarded-For we send. None by default: the gateway is
+     * the edge and believes no client's claim. */
+    s.trusted_proxies = core_config_string(&cc, "GATEWAY_TRUSTED_PROXIES", "");
     char err[256];
     if (cc.errors == 0 && gw_upstreams_parse(&s.table, upstreams, err, sizeof err) != 0)
         table_error(&cc, "GATEWAY_UPSTREAMS", err);
@@ -176,6 +181,9 @@ int main(void)
                     "GATEWAY_AUTH=off runs without authorization, for tests only");
     if (cc.errors == 0 && !(s.authz = gw_authz_new(&ac, err, sizeof err)))
         table_error(&cc, "AUTH_PUBLIC_KEY", err);
+    if (cc.errors == 0 && !http_trusted_proxies_valid(s.trusted_proxies))
+        table_error(&cc, "GATEWAY_TRUSTED_PROXIES",
+                    "expected a comma-separated list of at most 16 IP addresses or CIDR blocks");
     if (cc.errors == 0 && s.workers > 1 && s.port == 0)
         table_error(&cc, "GATEWAY_WORKERS", "several workers need a fixed HTTP_PORT");
     core_config_finish(&cc);
