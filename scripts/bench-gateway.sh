@@ -23,8 +23,9 @@
 #   BENCH_ROUNDS (3)  BENCH_DURATION (10s)  BENCH_CONNECTIONS (64)  BENCH_THREADS (2)
 #   BENCH_GATEWAY_WORKERS (nginx's worker count)
 #   BENCH_PORT_BASE (18480: the upstream, nginx and the gateways use it, +1, +2, +3)
+# shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-cd "$ROOT"
+cd "$ROOT" || exit 1
 
 ROUNDS="${BENCH_ROUNDS:-3}"
 DURATION="${BENCH_DURATION:-10s}"
@@ -218,36 +219,46 @@ workers=("$nginx_workers" 1 "$GW_WORKERS")
 log "warm-up (2s each)"
 for i in 0 1 2; do run "${names[$i]}" "${ports[$i]}" 2s "${pids[$i]}" >/dev/null; done
 
-declare -a rps0 rps1 rps2 p990 p991 p992 cpu0 cpu1 cpu2
+# Measurements by "<proxy index>,<round>".
+# shellcheck disable=SC2034 # read through the nameref in med_of
+declare -A RPS P99 CPU
 for ((r = 0; r < ROUNDS; r++)); do
     for k in 0 1 2; do
         i=$(((r + k) % 3)) # the order rotates
         read -r a b c < <(run "${names[$i]}" "${ports[$i]}" "$DURATION" "${pids[$i]}")
         [[ -n "${c:-}" ]] || die "measuring ${names[$i]} failed (see $DIR)"
-        eval "rps$i+=(\"\$a\") p99$i+=(\"\$b\") cpu$i+=(\"\$c\")"
+        # shellcheck disable=SC2034 # CPU is read through the nameref in med_of
+        RPS[$i,$r]="$a" P99[$i,$r]="$b" CPU[$i,$r]="$c"
         note "round $((r + 1)) ${names[$i]}: $a req/s, p99 $b ms, $c us CPU per request"
     done
 done
 
+# med_of ARRAY_NAME I: the median over the rounds of proxy I.
+med_of() {
+    local -n arr="$1"
+    local vals=() r
+    for ((r = 0; r < ROUNDS; r++)); do vals+=("${arr[$2,$r]}"); done
+    med "${vals[@]}"
+}
+
 echo
 echo "gateway vs nginx: wrk -t$THREADS -c$CONNS -d$DURATION --latency, GET $PATH_UNDER_TEST," \
     "$ROUNDS rounds (medians), $(nproc) CPUs"
+declare -a M_RPS M_P99 M_CPU
 for i in 0 1 2; do
-    eval "m_rps=\$(med \"\${rps$i[@]}\") m_p99=\$(med \"\${p99$i[@]}\") m_cpu=\$(med \"\${cpu$i[@]}\")"
+    M_RPS[i]="$(med_of RPS "$i")" M_P99[i]="$(med_of P99 "$i")" M_CPU[i]="$(med_of CPU "$i")"
     printf '  %-10s %2s worker(s)  %9.0f req/s  p99 %7.2f ms  %6.1f us CPU/request\n' \
-        "${names[$i]}" "${workers[$i]}" "$m_rps" "$m_p99" "$m_cpu"
-    eval "M_rps$i=\$m_rps M_p99$i=\$m_p99 M_cpu$i=\$m_cpu"
+        "${names[$i]}" "${workers[$i]}" "${M_RPS[i]}" "${M_P99[i]}" "${M_CPU[i]}"
 done
 for i in 1 2; do
     rr=() rp=()
     for ((r = 0; r < ROUNDS; r++)); do
-        eval "g=\${rps$i[$r]} gp=\${p99$i[$r]}"
-        rr+=("$(awk -v g="$g" -v n="${rps0[$r]}" 'BEGIN { print g / n }')")
-        rp+=("$(awk -v g="$gp" -v n="${p990[$r]}" 'BEGIN { print g / n }')")
+        rr+=("$(awk -v g="${RPS[$i,$r]}" -v n="${RPS[0,$r]}" 'BEGIN { print g / n }')")
+        rp+=("$(awk -v g="${P99[$i,$r]}" -v n="${P99[0,$r]}" 'BEGIN { print g / n }')")
     done
-    eval "g_rps=\$M_rps$i g_p99=\$M_p99$i g_cpu=\$M_cpu$i"
-    awk -v name="${names[$i]}" -v g="$g_rps" -v n="$M_rps0" -v gp="$g_p99" -v np="$M_p990" \
-        -v rr="$(med "${rr[@]}")" -v rp="$(med "${rp[@]}")" -v gc="$g_cpu" -v nc="$M_cpu0" 'BEGIN {
+    awk -v name="${names[$i]}" -v g="${M_RPS[i]}" -v n="${M_RPS[0]}" -v gp="${M_P99[i]}" \
+        -v np="${M_P99[0]}" -v rr="$(med "${rr[@]}")" -v rp="$(med "${rp[@]}")" \
+        -v gc="${M_CPU[i]}" -v nc="${M_CPU[0]}" 'BEGIN {
         printf "  %s/nginx: throughput %.2fx (median of rounds %.2fx; goal >= 1.25x), p99 %.2fx (%.2fx; goal <= 1.00x), CPU/request %.2fx\n",
             name, g / n, rr, gp / np, rp, gc / nc }'
 done

@@ -20,8 +20,9 @@
 #
 #   BENCH_ROUNDS (3)  BENCH_SCRAPER_PAGES (3000)  BENCH_SCRAPER_CONCURRENCY (16)
 #   BENCH_PORT_BASE (18560: nginx, +1 the scraper)
+# shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-cd "$ROOT"
+cd "$ROOT" || exit 1
 
 ROUNDS="${BENCH_ROUNDS:-3}"
 PAGES="${BENCH_SCRAPER_PAGES:-3000}"
@@ -104,7 +105,7 @@ EOF
 NGINX_PID=$!
 SVC_PID=""
 cleanup() {
-    [[ -n "$SVC_PID" ]] && kill "$SVC_PID" 2>/dev/null || true
+    if [[ -n "$SVC_PID" ]]; then kill "$SVC_PID" 2>/dev/null || true; fi
     kill "$NGINX_PID" 2>/dev/null || true
     wait 2>/dev/null || true
 }
@@ -164,6 +165,7 @@ EOF
 api() { curl -fsS -H 'content-type: application/json' "$@"; }
 
 run_scraper() { # prints "<pages/s> <rss KiB> <pages>"
+    # shellcheck disable=SC2086 # SCRAPER_BENCH_ENV: extra NAME=value words, split on purpose
     env HTTP_PORT="$SVC_PORT" KAFKA_BROKERS="$KAFKA_BOOTSTRAP" DATABASE_URL="$DBURL" \
         MIGRATIONS_DIR="$ROOT/services/scraper/migrations" SCRAPER_ALLOW_PRIVATE=127.0.0.1/32 \
         SCRAPER_CONCURRENCY="$CONC" SCRAPER_PER_HOST_CONCURRENCY="$CONC" SCRAPER_DELAY=0 \

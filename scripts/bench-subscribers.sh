@@ -112,12 +112,12 @@ import_run() {
         sleep 0.1
     done
     t1="$(date +%s.%N)"
-    [[ "$status" == done ]] || die "import ended $status"
+    [[ "$status" == "done" ]] || die "import ended $status"
     python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["rows"], d["seconds"], float(sys.argv[3])-float(sys.argv[2]), d["inserted"], d["skipped"], d["failed"], len(d["errors"]))' "$work/import.json" "$t0" "$t1"
 }
 
 read -r rows secs wall ins skip fail nerr < <(import_run "$work/import.csv" skip)
-read -r rows2 secs2 wall2 ins2 skip2 fail2 nerr2 < <(import_run "$work/import.csv" skip)
+read -r rows2 secs2 wall2 ins2 skip2 fail2 _ < <(import_run "$work/import.csv" skip)
 
 count_body='{"rules":{"all":[{"field":"status","op":"eq","value":"active"},{"field":"attributes.city","op":"eq","value":"Paris"},{"field":"attributes.age","op":"gte","value":18}]}}'
 seg_id="$(curl -s "$base/api/segments" "${auth[@]}" -H 'content-type: application/json' \

@@ -7,7 +7,7 @@ PACKAGES=(
     # C toolchain and the libraries every service links
     build-essential pkg-config libuv1-dev libh2o-dev libwslay-dev librdkafka-dev libpq-dev
     libcurl4-openssl-dev libsodium-dev libjansson-dev protobuf-c-compiler libprotobuf-c-dev
-    libcmocka-dev libssl-dev zlib1g-dev clang-format
+    libcmocka-dev libssl-dev zlib1g-dev clang-format shellcheck
     # the scraper: libxml2's HTML and XML parsers; nginx serves its test site and benchmark
     libxml2-dev nginx-light
     # local stack: Kafka runs on the JRE (fetched by Maven), PostgreSQL 15 from Debian

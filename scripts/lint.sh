@@ -4,7 +4,7 @@
 # gets), hidden state (strtok), and silent conversion failures (atoi, atol, atof).
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
+cd "$ROOT" || exit 1
 
 status=0
 mapfile -t files < <( { git ls-files '*.c' '*.h'; git ls-files --others --exclude-standard '*.c' '*.h'; } | sort -u)
