@@ -6,7 +6,9 @@ import { ContentNew } from "./pages/ContentNew";
 import { ContentDetail } from "./pages/ContentDetail";
 import { SystemPage } from "./pages/System";
 import { SignIn } from "./pages/SignIn";
-import { ServicePending } from "./pages/ServicePending";
+import { SourcesPage } from "./pages/Sources";
+import { SourceDetail } from "./pages/SourceDetail";
+import { ImportPage, ListsPage, SegmentsPage, SubscriberDetail, SubscribersPage } from "./pages/Subscribers";
 
 export function App() {
   const { state } = useAuth();
@@ -54,28 +56,13 @@ export function App() {
             <Route path="/content" element={<ContentList />} />
             <Route path="/content/new" element={<ContentNew />} />
             <Route path="/content/:id" element={<ContentDetail />} />
-            <Route
-              path="/sources"
-              element={
-                <ServicePending
-                  title="Sources"
-                  service="scraper"
-                  probe="/api/scraper/sources?limit=1"
-                  what="Register page, feed and sitemap sources, watch their runs and browse scraped items"
-                />
-              }
-            />
-            <Route
-              path="/subscribers"
-              element={
-                <ServicePending
-                  title="Subscribers"
-                  service="subscriber-manager"
-                  probe="/api/subscribers?limit=1"
-                  what="Search subscribers, manage lists and segments, import and export CSV"
-                />
-              }
-            />
+            <Route path="/sources" element={<SourcesPage />} />
+            <Route path="/sources/:id" element={<SourceDetail />} />
+            <Route path="/subscribers" element={<SubscribersPage />} />
+            <Route path="/subscribers/lists" element={<ListsPage />} />
+            <Route path="/subscribers/segments" element={<SegmentsPage />} />
+            <Route path="/subscribers/import" element={<ImportPage />} />
+            <Route path="/subscribers/:id" element={<SubscriberDetail />} />
             <Route path="/system" element={<SystemPage />} />
             <Route path="/signin" element={<SignIn />} />
             <Route

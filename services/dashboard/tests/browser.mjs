@@ -9,8 +9,17 @@
 //
 //   DASHBOARD_SCREENSHOTS=<dir>  also save the main pages at 1280 px there (services/dashboard/docs)
 //   DASHBOARD_ONLY=<name,...>    run only these tests
-import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, openSync, readFileSync } from "node:fs";
+//
+// The Sources and Subscribers tests (marked `full`) run against a second gateway with the
+// default route table and authorization on (GATEWAY_AUTH_FULL=off turns it off), in front of
+// the scraper (fetching a test site that an nginx started here serves on loopback) and
+// subscriber-manager (a schema of its own, throw-away keys and admin, dropped at the end).
+// They need SCRAPER_DATABASE_URL, PLATFORM_TEST_DATABASE_URL, psql and nginx; without them they
+// are reported skipped.
+import { execFileSync, spawn } from "node:child_process";
+import { createPrivateKey, createPublicKey, randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { createServer } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -27,7 +36,8 @@ const WIDE = { width: 1280, height: 860 };
 const PHONE = { width: 390, height: 844 };
 
 const tests = [];
-const test = (name, fn) => tests.push({ name, fn });
+const test = (name, fn, opts = {}) => tests.push({ name, fn, ...opts });
+let needFull = false;
 
 function assert(cond, msg) {
   if (!cond) throw new Error(`assertion failed: ${msg}`);
@@ -62,10 +72,10 @@ async function waitHttp(port, path, timeoutMs) {
   return false;
 }
 
-async function startService(name, port, env, readyPath = "/readyz") {
+async function startService(name, port, env, readyPath = "/readyz", bin = name) {
   const log = join(LOGS, `dashboard-${name}.log`);
   const fd = openSync(log, "w");
-  const child = spawn(join(BUILD, "bin", name), [], {
+  const child = spawn(join(BUILD, "bin", bin), [], {
     cwd: ROOT,
     env: { ...process.env, HTTP_PORT: String(port), LOG_LEVEL: "warn", ...env },
     stdio: ["ignore", fd, fd],
@@ -130,6 +140,154 @@ async function startStack() {
     "/healthz",
   );
   gw = ports.gw;
+  full.why = fullStackMissing();
+  if (!full.why && needFull) await startFullStack(ports);
+}
+
+// ---------------------------------------------------------------- the full stack (Sources, Subscribers)
+
+let gwFull = 0;
+const baseFull = () => `http://127.0.0.1:${gwFull}`;
+const full = { ready: false, why: "", site: 0, tmp: "", schema: "", nginx: null, admin: { email: "", password: "" } };
+
+function psql(sql) {
+  execFileSync("psql", [process.env.PLATFORM_TEST_DATABASE_URL, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql], { stdio: ["ignore", "ignore", "pipe"] });
+}
+
+function fullStackMissing() {
+  const missing = ["SCRAPER_DATABASE_URL", "PLATFORM_TEST_DATABASE_URL"].filter((v) => !process.env[v]);
+  if (missing.length) return `no ${missing.join(", ")}`;
+  if (!existsSync("/usr/sbin/nginx")) return "no /usr/sbin/nginx (the scraper's test site)";
+  try {
+    execFileSync("psql", ["--version"], { stdio: "ignore" });
+  } catch {
+    return "no psql";
+  }
+  for (const b of ["scraper", "subscriber-manager"]) if (!existsSync(join(BUILD, "bin", b))) return `no ${BUILD}/bin/${b}`;
+  return null;
+}
+
+// The scraper's fixture site (tests/fixtures/scraper-site) on a free loopback port: the feed
+// rendered from its template, everything else as it is.
+async function startSite() {
+  const fixtures = join(ROOT, "tests/fixtures/scraper-site");
+  full.tmp = mkdtempSync(join(tmpdir(), "dash-site-"));
+  full.site = await freePort();
+  const feed = readFileSync(join(fixtures, "feed.xml.tmpl"), "utf8").replaceAll("SITE", `127.0.0.1:${full.site}`);
+  mkdirSync(join(full.tmp, "site"));
+  writeFileSync(join(full.tmp, "site/feed.xml"), feed);
+  const t = full.tmp;
+  writeFileSync(
+    join(t, "nginx.conf"),
+    `worker_processes 1;\ndaemon off;\nmaster_process off;\nerror_log ${t}/error.log warn;\npid ${t}/nginx.pid;\n` +
+      `events { worker_connections 64; }\nhttp {\n  access_log ${t}/access.log;\n` +
+      `  client_body_temp_path ${t}/body; proxy_temp_path ${t}/proxy; fastcgi_temp_path ${t}/fcgi; uwsgi_temp_path ${t}/uwsgi; scgi_temp_path ${t}/scgi;\n` +
+      `  types { text/html html; application/xml xml; text/plain txt; }\n  default_type application/octet-stream;\n` +
+      `  server {\n    listen 127.0.0.1:${full.site};\n    root ${fixtures};\n    location = /feed.xml { root ${t}/site; }\n  }\n}\n`,
+  );
+  const fd = openSync(join(LOGS, "dashboard-nginx.log"), "w");
+  full.nginx = spawn("/usr/sbin/nginx", ["-c", join(t, "nginx.conf"), "-p", t], { stdio: ["ignore", fd, fd] });
+  if (!(await waitHttp(full.site, "/robots.txt", 10_000))) throw new Error("nginx did not serve the test site");
+}
+
+// An Ed25519 key pair from a random seed: subscriber-manager signs with the seed, the gateway
+// verifies with the public half.
+function signingKeys() {
+  const seed = randomBytes(32);
+  const der = Buffer.concat([Buffer.from("302e020100300506032b657004220420", "hex"), seed]);
+  const pub = createPublicKey(createPrivateKey({ key: der, format: "der", type: "pkcs8" })).export({ format: "der", type: "spki" }).subarray(-32);
+  return { seed: seed.toString("base64"), pub: pub.toString("base64") };
+}
+
+async function startFullStack(ports) {
+  await startSite();
+  const common = { KAFKA_BROKERS: process.env.KAFKA_BROKERS, ASAN_OPTIONS: "detect_leaks=1:abort_on_error=0" };
+  const sc = await freePort();
+  await startService("scraper", sc, {
+    ...common,
+    DATABASE_URL: process.env.SCRAPER_DATABASE_URL,
+    MIGRATIONS_DIR: join(ROOT, "services/scraper/migrations"),
+    SCRAPER_ALLOW_PRIVATE: "127.0.0.1/32",
+    SCRAPER_DELAY: "0",
+    SCRAPER_PROGRESS_INTERVAL: "300ms",
+    SCRAPER_SCHEDULER_TICK: "200ms",
+    SCRAPER_TIMEOUT: "5s",
+  });
+  full.schema = `dash_${uniq}`.toLowerCase().replace(/[^a-z0-9_]/g, "_");
+  psql(`CREATE SCHEMA ${full.schema}`);
+  const keys = signingKeys();
+  full.admin = { email: `admin-${uniq}@example.test`.toLowerCase(), password: randomBytes(12).toString("base64url") };
+  const sm = await freePort();
+  await startService("subscriber-manager", sm, {
+    ...common,
+    DATABASE_URL: process.env.PLATFORM_TEST_DATABASE_URL,
+    DB_SEARCH_PATH: full.schema,
+    MIGRATIONS_DIR: join(ROOT, "services/subscriber-manager/migrations"),
+    SERVICE_NAME: `subscriber-manager-${full.schema}`,
+    AUTH_SIGNING_KEY: keys.seed,
+    SUBSCRIBER_DATA_KEY: randomBytes(32).toString("base64"),
+    SUBSCRIBER_INDEX_KEY: randomBytes(32).toString("base64"),
+    TOKEN_SIGNING_KEY: randomBytes(32).toString("base64"),
+    ADMIN_EMAIL: full.admin.email,
+    ADMIN_PASSWORD: full.admin.password,
+    IMPORT_BATCH_ROWS: "50", // several progress events for a small file
+  });
+  const gp = await freePort();
+  await startService(
+    "gateway-full",
+    gp,
+    {
+      GATEWAY_UPSTREAMS: `content-manager=127.0.0.1:${ports.cm} ai-processor=127.0.0.1:${ports.ai} realtime=127.0.0.1:${ports.rt} scraper=127.0.0.1:${sc} subscriber-manager=127.0.0.1:${sm} distributor=127.0.0.1:${ports.dead} media-processor=127.0.0.1:${ports.dead}`,
+      // the default route table (roles per route, /api/auth, the ;stream token)
+      GATEWAY_STATIC_DIR: STATIC,
+      GATEWAY_CONNECT_TIMEOUT_MS: "1000",
+      GATEWAY_AUTH: process.env.GATEWAY_AUTH_FULL ?? "on",
+      AUTH_PUBLIC_KEY: keys.pub,
+    },
+    "/healthz",
+    "gateway",
+  );
+  gwFull = gp;
+  full.ready = true;
+}
+
+async function stopFullStack() {
+  if (full.nginx && full.nginx.exitCode === null) {
+    full.nginx.kill("SIGTERM");
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  if (full.schema)
+    try {
+      psql(`DROP SCHEMA IF EXISTS ${full.schema} CASCADE`);
+    } catch (e) {
+      console.log(`could not drop schema ${full.schema}: ${e.message}`);
+    }
+  if (full.tmp) rmSync(full.tmp, { recursive: true, force: true });
+}
+
+// API calls on the full stack, as a signed-in user.
+async function login(email, password) {
+  const r = await fetch(`${baseFull()}/api/auth/login`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ email, password }) });
+  assert(r.status === 200, `login ${email}: ${r.status}`);
+  return (await r.json()).access_token;
+}
+async function fullApi(token, method, path, body) {
+  const r = await fetch(baseFull() + path, {
+    method,
+    headers: { authorization: `Bearer ${token}`, ...(body ? { "content-type": "application/json" } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const text = await r.text();
+  return { status: r.status, json: text && /json/.test(r.headers.get("content-type") ?? "") ? JSON.parse(text) : text };
+}
+
+async function signIn(page, path, email, password) {
+  await page.goto(baseFull() + path);
+  await page.getByRole("heading", { name: "Sign in" }).waitFor();
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByTestId("role").waitFor();
 }
 
 // ---------------------------------------------------------------- helpers
@@ -151,10 +309,10 @@ const SOURCES = [
   "Grid operators now schedule around the midday peak. Evening demand is met from storage.",
 ];
 
-async function shot(page, name) {
+async function shot(page, name, fullPage = false) {
   if (!SHOTS) return;
   mkdirSync(SHOTS, { recursive: true });
-  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: false });
+  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage });
 }
 
 // ---------------------------------------------------------------- tests
@@ -286,7 +444,6 @@ test("sources_and_subscribers_say_the_service_is_not_there", async ({ page }) =>
   await page.goto(`${base()}/sources`);
   await page.getByText("The scraper service is not available yet").waitFor();
   assert(/502/.test(await page.locator(".empty").innerText()), "names what the API answered");
-  await shot(page, "sources");
   await page.getByRole("link", { name: "Subscribers" }).click();
   await page.getByText("The subscriber-manager service is not available yet").waitFor();
 });
@@ -351,6 +508,228 @@ test("phone_width_has_no_horizontal_scroll", async ({ page }) => {
   assert((await page.evaluate(() => document.activeElement?.textContent)) === "Skip to content", "skip link first");
 });
 
+// ---------------------------------------------------------------- Sources and Subscribers (full stack)
+
+test(
+  "sources_register_a_feed_and_see_items_arrive_live",
+  async ({ page }) => {
+    page.on("dialog", (d) => void d.accept());
+    await signIn(page, "/sources", full.admin.email, full.admin.password);
+    await page.getByRole("heading", { name: "Sources" }).waitFor();
+    await page.getByTestId("live").filter({ hasText: "live" }).waitFor({ timeout: 20_000 });
+    await page.evaluate(() => (window.__sameDocument = true));
+    const feed = `http://127.0.0.1:${full.site}/feed.xml`;
+    await page.getByRole("button", { name: "Register a source" }).click();
+    // the server's problem+json field errors show at their fields
+    await page.getByLabel("URL", { exact: true }).fill(feed);
+    await page.getByLabel("Kind", { exact: true }).selectOption("feed");
+    await page.getByLabel("Name (optional)", { exact: true }).fill(`Test site ${uniq}`);
+    await page.getByLabel("Every", { exact: true }).fill("60d");
+    await page.getByLabel("Max items a run", { exact: true }).fill("200000");
+    await page.getByLabel(/Start paused/).check();
+    await page.getByRole("button", { name: "Register", exact: true }).click();
+    await page.getByTestId("err-max_items").waitFor();
+    assert(/100000/.test(await page.getByTestId("err-max_items").innerText()), "max_items error at its field");
+    assert(/30 days/.test(await page.getByTestId("err-interval").innerText()), "interval error at its field");
+    assert(/source is not valid/.test(await page.getByRole("alert").first().innerText()), "the problem's detail");
+    await page.getByLabel("Every", { exact: true }).fill("1h");
+    await page.getByLabel("Max items a run", { exact: true }).fill("20");
+    await page.getByRole("button", { name: "Register", exact: true }).click();
+    const row = page.locator("tr", { hasText: `Test site ${uniq}` });
+    await row.waitFor();
+    assert(/paused/.test(await row.innerText()), "registered paused");
+    // its page: run it, and watch the run and the items come in over SSE
+    await row.getByRole("link", { name: `Test site ${uniq}` }).click();
+    await page.getByRole("heading", { name: `Test site ${uniq}` }).waitFor();
+    await page.getByTestId("live").filter({ hasText: "live" }).waitFor({ timeout: 20_000 });
+    await page.getByText("No items yet").waitFor();
+    const t0 = Date.now();
+    await page.getByRole("button", { name: /^Run .* now$/ }).click();
+    await page.getByTestId("run-state").filter({ hasText: "finished" }).waitFor({ timeout: 60_000 });
+    console.log(`    run finished after ${Date.now() - t0} ms`);
+    const state = await page.getByTestId("run-state").innerText();
+    assert(/new 2/.test(state), `the run's counts: ${state}`);
+    const liveEvents = Number(await page.getByTestId("run-state").getAttribute("data-live-events"));
+    assert(liveEvents >= 2, `the run's state came over SSE (${liveEvents} scrape.run events)`);
+    const items = page.getByTestId("scraped-items");
+    await items.getByText("Lighthouse Lamp Restored").waitFor();
+    await items.getByText("Orchestra Moves Into the Restored Market Hall").waitFor();
+    assert((await page.getByTestId("runs").locator("tbody tr").count()) === 1, "one run in the history");
+    assert(await page.evaluate(() => window.__sameDocument === true), "the page was never reloaded");
+    await shot(page, "source-detail");
+    // an item, then into a new brief
+    await items.getByRole("button", { name: "Lighthouse Lamp Restored" }).click();
+    await page.getByTestId("item-view").getByText("lit again at dusk", { exact: false }).waitFor();
+    await page.getByRole("link", { name: "Use in a new brief" }).click();
+    await page.getByRole("heading", { name: "New brief" }).waitFor();
+    const picked = page.getByTestId("scraped-picker").getByLabel("Lighthouse Lamp Restored", { exact: true });
+    await picked.waitFor();
+    assert(await picked.isChecked(), "the item is picked in the new brief");
+    // the list shows the run live too; then delete the source
+    await page.getByRole("link", { name: "Sources" }).click();
+    const row2 = page.locator("tr", { hasText: `Test site ${uniq}` });
+    await page.getByTestId("live").filter({ hasText: "live" }).waitFor({ timeout: 20_000 });
+    await row2.getByRole("button", { name: /^Run .* now$/ }).click(); // a second run: nothing new
+    await row2.getByTestId("run-state").filter({ hasText: "finished" }).waitFor({ timeout: 60_000 });
+    const again = await row2.getByTestId("run-state").innerText();
+    assert(/new 0/.test(again), `the second run finds nothing new: ${again}`);
+    await shot(page, "sources");
+    await row2.getByRole("button", { name: /^Delete / }).click();
+    await row2.waitFor({ state: "detached" });
+  },
+  { full: true },
+);
+
+// 400 rows, 4 bad ones: a bad address, a bad status, a wrong field count, a duplicate
+function importCsv(tag) {
+  const rows = ["email,name,city,status"];
+  for (let i = 1; i <= 400; i++) {
+    if (i === 7) rows.push(`not-an-address-${i},Bad ${i},Paris,active`);
+    else if (i === 150) rows.push(`p${i}-${tag}@example.test,Bad ${i},Paris,sleeping`);
+    else if (i === 222) rows.push(`p${i}-${tag}@example.test,too,many,fields,here`);
+    else if (i === 300) rows.push(`p1-${tag}@example.test,Duplicate,Paris,active`);
+    else rows.push(`p${i}-${tag}@example.test,Person ${i},${i % 4 === 0 ? "Paris" : "Lyon"},active`);
+  }
+  return rows.join("\n") + "\n";
+}
+
+test(
+  "subscribers_import_csv_with_progress_and_error_rows",
+  async ({ page }) => {
+    const tag = uniq.toLowerCase();
+    await signIn(page, "/subscribers", full.admin.email, full.admin.password);
+    await page.getByText("No subscribers yet").waitFor();
+    // a list to import into
+    await page.getByRole("navigation", { name: "Subscribers" }).getByRole("link", { name: "Lists" }).click();
+    await page.getByText("No lists yet").waitFor();
+    await page.getByLabel("Name", { exact: true }).fill(`Readers ${tag}`);
+    await page.getByRole("button", { name: "Create list" }).click();
+    await page.getByTestId("lists").getByText(`Readers ${tag}`).waitFor();
+    // the import
+    await page.getByRole("navigation", { name: "Subscribers" }).getByRole("link", { name: "Import" }).click();
+    await page.getByTestId("live").filter({ hasText: "live" }).waitFor({ timeout: 20_000 });
+    await page.getByLabel("CSV file", { exact: true }).setInputFiles({ name: "people.csv", mimeType: "text/csv", buffer: Buffer.from(importCsv(tag)) });
+    await page.getByTestId("rows-in-file").filter({ hasText: "400 rows" }).waitFor();
+    await page.getByLabel("Add to list", { exact: true }).selectOption({ label: `Readers ${tag}` });
+    // the progress bar's values as they change
+    await page.evaluate(() => {
+      window.__progress = [];
+      new MutationObserver(() => {
+        const v = document.querySelector("[data-testid=import-progress] [role=progressbar]")?.getAttribute("aria-valuenow");
+        if (v && window.__progress.at(-1) !== v) window.__progress.push(v);
+      }).observe(document.body, { subtree: true, childList: true, attributes: true });
+    });
+    await page.getByRole("button", { name: "Import", exact: true }).click();
+    const card = page.getByTestId("import-progress");
+    await card.getByRole("heading", { name: /Import done/ }).waitFor({ timeout: 60_000 });
+    const bar = card.getByRole("progressbar");
+    assert((await bar.getAttribute("aria-valuenow")) === "100", "the bar is full");
+    const counts = await page.getByTestId("import-counts").innerText();
+    assert(/inserted 396/.test(counts) && /failed 4/.test(counts), `counts: ${counts}`);
+    const live = Number(/(\d+) live updates/.exec(counts)?.[1] ?? 0);
+    const seen = await page.evaluate(() => window.__progress);
+    console.log(`    ${live} progress events over SSE; bar values ${seen.join(",")}`);
+    assert(live >= 2, `progress came live (${live} events)`);
+    // the per-row error report, with each row's text from the file
+    const errs = page.getByTestId("import-errors");
+    await errs.waitFor();
+    const rows = errs.locator("tbody tr");
+    assert((await rows.count()) === 4, `4 error rows, got ${await rows.count()}`);
+    const text = await errs.innerText();
+    for (const r of ["not-an-address-7", "sleeping", "too,many,fields", "Duplicate"]) assert(text.includes(r), `error report shows ${r}: ${text}`);
+    assert((await rows.first().locator("td").first().innerText()) === "7", "rows in order, numbered from the first data row");
+    await shot(page, "subscribers-import", true);
+    // the people: exact search, then one of them decrypted
+    await page.getByRole("navigation", { name: "Subscribers" }).getByRole("link", { name: "People" }).click();
+    await page.getByLabel("E-mail address (exact)", { exact: true }).fill(`P12-${tag}@EXAMPLE.test`);
+    await page.getByRole("button", { name: "Search" }).click();
+    await page.getByTestId("subscribers").locator("tbody tr").first().waitFor();
+    assert((await page.getByTestId("subscribers").locator("tbody tr").count()) === 1, "exact match");
+    await page.getByRole("link", { name: `p12-${tag}@example.test` }).click();
+    const sub = page.getByTestId("subscriber");
+    await sub.getByText("Person 12").waitFor();
+    assert((await sub.innerText()).includes(`Readers ${tag}`), "its list");
+    // lists count; a segment with a live count; export
+    await page.getByRole("navigation", { name: "Subscribers" }).getByRole("link", { name: "Lists" }).click();
+    const listRow = page.getByTestId("lists").locator("tr", { hasText: `Readers ${tag}` });
+    await listRow.locator("td.num", { hasText: "396" }).waitFor();
+    await listRow.getByRole("button", { name: /^Export/ }).click();
+    await listRow.getByTestId("export-link").waitFor();
+    await page.getByRole("navigation", { name: "Subscribers" }).getByRole("link", { name: "Segments" }).click();
+    await page.getByText("No segments yet").waitFor();
+    await page.getByRole("button", { name: "Add a condition" }).click();
+    await page.getByLabel("Field", { exact: true }).nth(1).selectOption("attribute");
+    await page.getByLabel("Attribute", { exact: true }).fill("city");
+    await page.getByLabel("Value", { exact: true }).nth(1).fill("Paris");
+    // active and city = Paris: every fourth row (p4, p8, ... p400) but the duplicate at 300
+    await page.getByTestId("live-count").filter({ hasText: "99 subscribers match" }).waitFor();
+    await page.getByLabel("Value", { exact: true }).nth(1).fill("");
+    await page.getByLabel("Value", { exact: true }).nth(1).fill("Lyon");
+    await page.getByTestId("live-count").filter({ hasText: "297 subscribers match" }).waitFor();
+    await page.getByLabel("Segment name", { exact: true }).fill(`Lyon ${tag}`);
+    await page.getByRole("button", { name: "Save segment" }).click();
+    await page.getByTestId("segments").locator("tr", { hasText: `Lyon ${tag}` }).locator("td.num", { hasText: "297" }).waitFor();
+    await shot(page, "subscribers-segments", true);
+  },
+  { full: true },
+);
+
+test(
+  "viewer_signs_in_for_real_and_sees_no_edit_controls",
+  async ({ page }) => {
+    const admin = await login(full.admin.email, full.admin.password);
+    const viewer = { email: `viewer-${uniq}@example.test`.toLowerCase(), password: randomBytes(12).toString("base64url") };
+    const u = await fullApi(admin, "POST", "/api/users", { email: viewer.email, name: "Viewer", role: "viewer", password: viewer.password });
+    assert(u.status === 201, `viewer created: ${u.status} ${JSON.stringify(u.json)}`);
+    // a wrong password shows the problem
+    await page.goto(`${baseFull()}/sources`);
+    await page.getByLabel("Email", { exact: true }).fill(viewer.email);
+    await page.getByLabel("Password", { exact: true }).fill("not the password");
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("alert").waitFor();
+    await page.getByLabel("Password", { exact: true }).fill(viewer.password);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByTestId("role").filter({ hasText: "viewer" }).waitFor();
+    await page.getByRole("heading", { name: "Sources" }).waitFor();
+    await page.getByTestId("live").filter({ hasText: "live" }).waitFor({ timeout: 20_000 }); // the token on the SSE URL
+    assert((await page.getByRole("button", { name: "Register a source" }).count()) === 0, "no Register for a viewer");
+    assert((await page.getByRole("button", { name: /Run .* now/ }).count()) === 0, "no Run now for a viewer");
+    await page.getByRole("link", { name: "Subscribers" }).click();
+    await page.getByRole("navigation", { name: "Subscribers" }).getByRole("link", { name: "Lists" }).click();
+    await page.getByRole("heading", { name: "Subscribers" }).waitFor();
+    await page.waitForLoadState("networkidle");
+    assert((await page.getByRole("button", { name: "Create list" }).count()) === 0, "no New list for a viewer");
+    await page.getByRole("navigation", { name: "Subscribers" }).getByRole("link", { name: "Import" }).click();
+    await page.getByText("Your role cannot import subscribers.").waitFor();
+    // and the API agrees: the gateway refuses a viewer's write
+    const tok = await login(viewer.email, viewer.password);
+    const w = await fullApi(tok, "POST", "/api/lists", { name: "nope" });
+    assert(w.status === 403, `a viewer's write is refused: ${w.status}`);
+  },
+  { full: true },
+);
+
+test(
+  "sources_and_subscribers_at_phone_width",
+  async ({ page }) => {
+    await signIn(page, "/sources", full.admin.email, full.admin.password);
+    await page.setViewportSize(PHONE);
+    for (const path of ["/sources", "/subscribers", "/subscribers/lists", "/subscribers/segments", "/subscribers/import"]) {
+      await page.getByRole("link", { name: path === "/sources" ? "Sources" : "Subscribers" }).first().click();
+      if (path.split("/").length > 2)
+        await page
+          .getByRole("navigation", { name: "Subscribers" })
+          .getByRole("link", { name: { lists: "Lists", segments: "Segments", import: "Import" }[path.split("/")[2]] })
+          .click();
+      await page.locator("main h1").first().waitFor();
+      await page.waitForLoadState("networkidle");
+      const w = await page.evaluate(() => document.documentElement.scrollWidth);
+      assert(w <= PHONE.width, `${path}: ${w}px wide at ${PHONE.width}px`);
+    }
+  },
+  { full: true },
+);
+
 // The README's picture of the list: a few briefs in several states, newest first.
 if (SHOTS)
   test("screenshot_of_the_content_list", async ({ page }) => {
@@ -402,6 +781,7 @@ async function main() {
   mkdirSync(LOGS, { recursive: true });
   const only = process.env.DASHBOARD_ONLY?.split(",").filter(Boolean);
   const selected = only ? tests.filter((t) => only.includes(t.name)) : tests;
+  needFull = selected.some((t) => t.full);
   const missing = ["KAFKA_BROKERS", "CONTENT_MANAGER_DATABASE_URL", "AI_PROCESSOR_DATABASE_URL"].filter((v) => !process.env[v]);
   const why = missing.length
     ? `no ${missing.join(", ")} (run through make test)`
@@ -417,13 +797,20 @@ async function main() {
   }
   console.log(`[==========] Running ${selected.length} test(s).`);
   let passed = 0;
+  let skipped = 0;
   const failures = [];
   let browser;
   try {
     await startStack();
     browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox", "--disable-dev-shm-usage"] });
+    if (needFull && !full.ready) console.log(`Sources and Subscribers tests skipped: ${full.why}`);
     for (const t of selected) {
       console.log(`[ RUN      ] ${t.name}`);
+      if (t.full && !full.ready) {
+        console.log(`[  SKIPPED ] ${t.name}`);
+        skipped++;
+        continue;
+      }
       const ctx = await browser.newContext({ viewport: WIDE });
       ctx.setDefaultTimeout(30_000); // a shared 2-core machine under make test
       const page = await ctx.newPage();
@@ -450,6 +837,7 @@ async function main() {
   } finally {
     if (browser) await browser.close();
     const codes = await stopServices();
+    await stopFullStack();
     const bad = Object.entries(codes).filter(([, c]) => c !== 0);
     if (bad.length) {
       console.log(`services did not exit 0 on SIGTERM: ${bad.map(([n, c]) => `${n} ${c}`).join(", ")} (logs var/log/tests/dashboard-*.log)`);
@@ -465,7 +853,7 @@ async function main() {
       }
     }
   }
-  summary(passed, failures.length, 0, failures);
+  summary(passed, failures.length, skipped, failures);
   return failures.length ? 1 : 0;
 }
 

@@ -1,5 +1,5 @@
 import { useEffect, useState, type FormEvent } from "react";
-import { Link, useNavigate } from "react-router-dom";
+import { Link, useNavigate, useSearchParams } from "react-router-dom";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { createItem, KINDS, validateBrief, type Brief, type Kind, type Source } from "../lib/content";
 import { api } from "../lib/api";
@@ -22,7 +22,10 @@ export function ContentNew() {
   const [topic, setTopic] = useState("");
   const [instructions, setInstructions] = useState("");
   const [texts, setTexts] = useState<string[]>([""]);
-  const [picked, setPicked] = useState<string[]>([]);
+  // "Use in a new brief" on a scraped item (Sources) comes here with ?item_id=
+  const [params] = useSearchParams();
+  const fromItem = params.get("item_id");
+  const [picked, setPicked] = useState<string[]>(fromItem ? [fromItem] : []);
   const [fieldErrors, setFieldErrors] = useState<Array<{ field: string; detail: string }>>([]);
 
   // scraped items to pick from: only shown once the scraper answers
@@ -31,7 +34,15 @@ export function ContentNew() {
     queryFn: ({ signal }) => api<{ items: ScrapedItem[] }>("/api/scraper/items?limit=50", { signal }),
     retry: false,
   });
-  const scrapedItems = scraped.data?.items ?? [];
+  const fromItemQ = useQuery({
+    queryKey: ["scraped-item", fromItem],
+    queryFn: ({ signal }) => api<ScrapedItem>(`/api/scraper/items/${encodeURIComponent(fromItem ?? "")}`, { signal }),
+    enabled: !!fromItem,
+    retry: false,
+  });
+  const listed = scraped.data?.items ?? [];
+  const scrapedItems: ScrapedItem[] =
+    fromItem && !listed.some((s) => s.id === fromItem) ? [fromItemQ.data ?? { id: fromItem }, ...listed] : listed;
 
   // listen before creating, so a fast generation is seen from its first event (lib/live.ts)
   useEffect(() => {
