@@ -283,7 +283,7 @@ async function fullApi(token, method, path, body) {
 
 async function signIn(page, path, email, password) {
   await page.goto(baseFull() + path);
-  await page.getByRole("heading", { name: "Sign in" }).waitFor();
+  await page.getByRole("heading", { name: "Sign in", exact: true }).waitFor();
   await page.getByLabel("Email").fill(email);
   await page.getByLabel("Password").fill(password);
   await page.getByRole("button", { name: "Sign in" }).click();
@@ -474,7 +474,7 @@ test("viewer_sees_no_edit_controls", async ({ page }) => {
     return json(204, {});
   });
   await page.goto(`${base()}/content`);
-  await page.getByRole("heading", { name: "Sign in" }).waitFor();
+  await page.getByRole("heading", { name: "Sign in", exact: true }).waitFor();
   await page.getByLabel("Email").fill("viewer@example.test");
   await page.getByLabel("Password").fill("wrong");
   await page.getByRole("button", { name: "Sign in" }).click();
@@ -482,7 +482,7 @@ test("viewer_sees_no_edit_controls", async ({ page }) => {
   await page.getByLabel("Password").fill("correct horse");
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.getByTestId("role").filter({ hasText: "viewer" }).waitFor();
-  await page.getByRole("heading", { name: "Content" }).waitFor();
+  await page.getByRole("heading", { name: "Content", exact: true }).waitFor();
   assert((await page.getByRole("link", { name: "New brief" }).count()) === 0, "a viewer gets no New brief");
   await page.goto(`${base()}/content/${c.json.id}`); // a reload signs out: tokens live in memory
   await page.getByLabel("Email").fill("viewer@example.test");
@@ -492,7 +492,7 @@ test("viewer_sees_no_edit_controls", async ({ page }) => {
   assert((await page.getByTestId("edit-controls").count()) === 0, "a viewer gets no edit controls");
   assert(await page.getByLabel("Draft").evaluate((e) => e.readOnly), "the draft is read-only");
   await page.getByRole("button", { name: "Sign out" }).click();
-  await page.getByRole("heading", { name: "Sign in" }).waitFor();
+  await page.getByRole("heading", { name: "Sign in", exact: true }).waitFor();
 });
 
 test("phone_width_has_no_horizontal_scroll", async ({ page }) => {
@@ -515,7 +515,7 @@ test(
   async ({ page }) => {
     page.on("dialog", (d) => void d.accept());
     await signIn(page, "/sources", full.admin.email, full.admin.password);
-    await page.getByRole("heading", { name: "Sources" }).waitFor();
+    await page.getByRole("heading", { name: "Sources", exact: true }).waitFor();
     await page.getByTestId("live").filter({ hasText: "live" }).waitFor({ timeout: 20_000 });
     await page.evaluate(() => (window.__sameDocument = true));
     const feed = `http://127.0.0.1:${full.site}/feed.xml`;
@@ -561,7 +561,7 @@ test(
     await items.getByRole("button", { name: "Lighthouse Lamp Restored" }).click();
     await page.getByTestId("item-view").getByText("lit again at dusk", { exact: false }).waitFor();
     await page.getByRole("link", { name: "Use in a new brief" }).click();
-    await page.getByRole("heading", { name: "New brief" }).waitFor();
+    await page.getByRole("heading", { name: "New brief", exact: true }).waitFor();
     const picked = page.getByTestId("scraped-picker").getByLabel("Lighthouse Lamp Restored", { exact: true });
     await picked.waitFor();
     assert(await picked.isChecked(), "the item is picked in the new brief");
@@ -690,13 +690,13 @@ test(
     await page.getByLabel("Password", { exact: true }).fill(viewer.password);
     await page.getByRole("button", { name: "Sign in" }).click();
     await page.getByTestId("role").filter({ hasText: "viewer" }).waitFor();
-    await page.getByRole("heading", { name: "Sources" }).waitFor();
+    await page.getByRole("heading", { name: "Sources", exact: true }).waitFor();
     await page.getByTestId("live").filter({ hasText: "live" }).waitFor({ timeout: 20_000 }); // the token on the SSE URL
     assert((await page.getByRole("button", { name: "Register a source" }).count()) === 0, "no Register for a viewer");
     assert((await page.getByRole("button", { name: /Run .* now/ }).count()) === 0, "no Run now for a viewer");
     await page.getByRole("link", { name: "Subscribers" }).click();
     await page.getByRole("navigation", { name: "Subscribers" }).getByRole("link", { name: "Lists" }).click();
-    await page.getByRole("heading", { name: "Subscribers" }).waitFor();
+    await page.getByRole("heading", { name: "Subscribers", exact: true }).waitFor();
     await page.waitForLoadState("networkidle");
     assert((await page.getByRole("button", { name: "Create list" }).count()) === 0, "no New list for a viewer");
     await page.getByRole("navigation", { name: "Subscribers" }).getByRole("link", { name: "Import" }).click();
