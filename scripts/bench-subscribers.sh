@@ -9,6 +9,9 @@
 #   segment  the time to count a segment over those subscribers (median of 7 server-side
 #            timings, and the client's wall time) against the goal of 200 ms.
 #
+# The service's import settings pass through from the environment (IMPORT_WRITERS,
+# IMPORT_BATCH_ROWS: e.g. IMPORT_WRITERS=1 for the one-writer pipeline).
+#
 # Runs the release build on a schema and Kafka topics of its own (dropped afterwards), so it
 # neither reads nor pollutes the local stack's data. Starts Kafka and PostgreSQL if needed.
 # shellcheck source=scripts/lib.sh

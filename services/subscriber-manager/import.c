@@ -7,7 +7,8 @@
  *   B (loop)         look the batch's addresses up (one query), decide insert / update / skip
  *   C (thread pool)  seal e-mail and name (new key per new subscriber), build the events
  *   D (loop)         one transaction: insert, update, list memberships, the created/updated
- *                    events, the import's counters and errors, an ImportProgress event
+ *                    events, the import's counters and errors, an ImportProgress event;
+ *                    IMPORT_WRITERS batches are in D at once, each on its own connection
  * An erased address (tombstone) is never re-imported; an unsubscribed or blocklisted one keeps its
  * status. Re-running the same file is idempotent: everything it holds already exists. Each bad
  * row is reported with its data row number (1 = the first row after the header) and the reason.
@@ -23,6 +24,11 @@
 
 #define CHUNK           (64 * 1024)
 #define MAX_ERRORS_KEPT 100000
+/* IMPORT_WRITERS batches are written concurrently, each in its own transaction on its own
+ * connection: one PostgreSQL backend writing (heap, indexes, WAL, the foreign-key checks) is
+ * the bottleneck of an import, and a second one doubles the CPU PostgreSQL can put on it. Two
+ * more batches are prepared meanwhile: one parsed, one looked up and sealed. */
+#define NBATCH_MAX (SM_IMPORT_WRITERS_MAX + 2)
 
 /* ---------------------------------------------------------------- binary arrays */
 
@@ -117,8 +123,9 @@ typedef struct irow {
 
 typedef struct job job;
 
-/* One batch of rows on its way through the phases. Two exist per import: while one is written
- * (the database works), the next is parsed, looked up and sealed (the thread pool works). */
+/* One batch of rows on its way through the phases. IMPORT_WRITERS + 2 exist per import: while
+ * IMPORT_WRITERS are written (the database works), the next two are parsed, looked up and sealed
+ * (the thread pool works). */
 enum { B_IDLE, B_BUSY, B_READY, B_WRITING };
 
 typedef struct batch {
@@ -150,10 +157,12 @@ struct job {
     char *cols[SM_CSV_MAX_FIELDS];
     int64_t datarow;
     bool eof, truncated;
-    batch b[2];
+    batch b[NBATCH_MAX];
+    int nb;      /* batches in use: IMPORT_WRITERS + 2 */
     batch *fill; /* the batch the parser fills */
     int64_t seq;
-    bool writing, input_done, failed;
+    int writing; /* batches being written */
+    bool input_done, failed;
     char fail_reason[128];
     /* duplicates within the file: 16-byte prefixes of the blind index, open addressing */
     uint8_t *seen;
@@ -204,7 +213,7 @@ static void rows_clear(batch *b)
 
 static void job_free(job *j)
 {
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < j->nb; k++) {
         batch *b = &j->b[k];
         rows_clear(b);
         free(b->rows);
@@ -454,16 +463,18 @@ static void seal_batch(uv_work_t *w)
 static void finish(job *j, const char *status, const char *error);
 static void prepare(job *j, batch *b);
 
-static void progress_event(sm_op *op, job *j, const char *status, const char *error)
+/* c: rows processed, inserted, updated, skipped, failed (committed, with this transaction's) */
+static void progress_event(sm_op *op, job *j, const char *status, const char *error,
+                           const int64_t c[5])
 {
     Contentengine__V1__ImportProgress p = CONTENTENGINE__V1__IMPORT_PROGRESS__INIT;
     p.import_id = j->id;
     p.status = (char *)status;
-    p.rows_processed = j->processed;
-    p.rows_inserted = j->inserted;
-    p.rows_updated = j->updated;
-    p.rows_skipped = j->skipped;
-    p.rows_failed = j->failed_rows;
+    p.rows_processed = c[0];
+    p.rows_inserted = c[1];
+    p.rows_updated = c[2];
+    p.rows_skipped = c[3];
+    p.rows_failed = c[4];
     p.occurred_unix_ms = core_now_unix_ms();
     p.error = (char *)(error ? error : "");
     size_t len = contentengine__v1__import_progress__get_packed_size(&p);
@@ -561,30 +572,37 @@ static void write_step(sm_op *op, const db_result *r)
         db_result_int64(r, 0, 0, &n);
         b->b_skip += b->b_upd - (int)n; /* erased meanwhile */
         b->b_upd = (int)n;
-        j->inserted += b->b_ins;
-        j->updated += b->b_upd;
-        j->skipped += b->b_skip;
-        j->failed_rows += b->b_fail;
-        j->processed += b->b_ins + b->b_upd + b->b_skip + b->b_fail;
         return;
     }
     case 3: {
+        /* This batch's counts are added (batches commit in any order); the row lock orders the
+         * writers, so RETURNING gives everything committed before plus this batch: the
+         * progress event describes committed state, and progress events of one import reach
+         * the outbox in commit order. */
         char c[5][24];
-        snprintf(c[0], 24, "%lld", (long long)j->processed);
-        snprintf(c[1], 24, "%lld", (long long)j->inserted);
-        snprintf(c[2], 24, "%lld", (long long)j->updated);
-        snprintf(c[3], 24, "%lld", (long long)j->skipped);
-        snprintf(c[4], 24, "%lld", (long long)j->failed_rows);
+        snprintf(c[0], 24, "%d", b->b_ins + b->b_upd + b->b_skip + b->b_fail);
+        snprintf(c[1], 24, "%d", b->b_ins);
+        snprintf(c[2], 24, "%d", b->b_upd);
+        snprintf(c[3], 24, "%d", b->b_skip);
+        snprintf(c[4], 24, "%d", b->b_fail);
         char maxe[16];
         snprintf(maxe, sizeof maxe, "%d", MAX_ERRORS_KEPT);
         const char *v[] = {j->id, c[0], c[1], c[2], c[3], c[4], b->errors_json, maxe};
         sm_q(op,
-             "UPDATE imports SET rows_total = $2::bigint, rows_inserted = $3::bigint, "
-             "rows_updated = $4::bigint, rows_skipped = $5::bigint, rows_failed = $6::bigint, "
-             "errors = CASE WHEN jsonb_array_length(errors) < $8::int THEN errors || $7::jsonb "
-             "ELSE errors END WHERE id = $1::uuid",
+             "UPDATE imports SET rows_total = rows_total + $2::bigint, rows_inserted = "
+             "rows_inserted + $3::bigint, rows_updated = rows_updated + $4::bigint, rows_skipped "
+             "= rows_skipped + $5::bigint, rows_failed = rows_failed + $6::bigint, errors = CASE "
+             "WHEN jsonb_array_length(errors) < $8::int THEN errors || $7::jsonb ELSE errors END "
+             "WHERE id = $1::uuid RETURNING rows_total, rows_inserted, rows_updated, rows_skipped, "
+             "rows_failed",
              8, v);
-        progress_event(op, j, "running", NULL);
+        return;
+    }
+    case 4: {
+        int64_t c[5] = {0};
+        for (int k = 0; k < 5; k++)
+            db_result_int64(r, 0, k, &c[k]);
+        progress_event(op, j, "running", NULL, c);
         return;
     }
     case 5:
@@ -599,7 +617,9 @@ static void write_step(sm_op *op, const db_result *r)
 
 static bool has_state(const job *j, int state)
 {
-    return j->b[0].state == state || j->b[1].state == state;
+    for (int k = 0; k < j->nb; k++)
+        if (j->b[k].state == state) return true;
+    return false;
 }
 
 /* Ends the import once nothing is in flight any more (a thread-pool job or a query of the
@@ -625,28 +645,31 @@ static void batch_failed(batch *b, const char *why)
 
 static void on_written(sm_op *op, bool ok);
 
-/* Writes the oldest ready batch unless a write is in flight (writes stay in file order). */
+/* Starts writing ready batches, oldest first, while fewer than IMPORT_WRITERS are written.
+ * Batches may commit out of file order: they never share an address (duplicates in the file are
+ * dropped while parsing), so the order cannot change the outcome. */
 static void try_write(job *j)
 {
-    if (j->writing || j->failed) return;
-    batch *next = NULL;
-    for (int k = 0; k < 2; k++)
-        if (j->b[k].state == B_READY && (!next || j->b[k].seq < next->seq)) next = &j->b[k];
-    if (!next) return;
-    j->writing = true;
-    next->state = B_WRITING;
-    next->t_mark = core_mono_ns();
-    sm_op *op = sm_op_start(j->app, NULL, write_step, next, NULL);
-    op->done = on_written;
+    while (j->writing < j->app->import_writers && !j->failed) {
+        batch *next = NULL;
+        for (int k = 0; k < j->nb; k++)
+            if (j->b[k].state == B_READY && (!next || j->b[k].seq < next->seq)) next = &j->b[k];
+        if (!next) return;
+        j->writing++;
+        next->state = B_WRITING;
+        next->t_mark = core_mono_ns();
+        sm_op *op = sm_op_start(j->app, NULL, write_step, next, NULL);
+        op->done = on_written;
+    }
 }
 
 /* Starts filling an idle batch when there is input left and the parser is free. */
 static void refill(job *j)
 {
     if (j->failed || j->input_done || j->app->stopping) return;
-    for (int k = 0; k < 2; k++)
+    for (int k = 0; k < j->nb; k++)
         if (j->b[k].state == B_BUSY) return; /* one parser at a time */
-    for (int k = 0; k < 2; k++)
+    for (int k = 0; k < j->nb; k++)
         if (j->b[k].state == B_IDLE) {
             prepare(j, &j->b[k]);
             return;
@@ -659,7 +682,7 @@ static void on_written(sm_op *op, bool ok)
     job *j = b->j;
     op->ctx = NULL;
     phase_done(b, &j->t_write);
-    j->writing = false;
+    j->writing--;
     core_counter_add(j->app->m_import_rows, b->b_ins, "inserted");
     core_counter_add(j->app->m_import_rows, b->b_upd, "updated");
     core_counter_add(j->app->m_import_rows, b->b_skip, "skipped");
@@ -668,6 +691,11 @@ static void on_written(sm_op *op, bool ok)
         batch_failed(b, "a batch could not be written");
         return;
     }
+    j->inserted += b->b_ins;
+    j->updated += b->b_upd;
+    j->skipped += b->b_skip;
+    j->failed_rows += b->b_fail;
+    j->processed += b->b_ins + b->b_upd + b->b_skip + b->b_fail;
     b->state = B_IDLE;
     try_write(j);
     refill(j);
@@ -822,7 +850,9 @@ static void fin_step(sm_op *op, const db_result *r)
     if (op->step == 0) {
         const char *v[] = {f->j->id, f->status};
         sm_q(op, "UPDATE imports SET status = $2, finished_at = now() WHERE id = $1::uuid", 2, v);
-        progress_event(op, f->j, f->status, f->error[0] ? f->error : NULL);
+        const job *j = f->j;
+        const int64_t c[5] = {j->processed, j->inserted, j->updated, j->skipped, j->failed_rows};
+        progress_event(op, f->j, f->status, f->error[0] ? f->error : NULL, c);
         return;
     }
     if (op->step == 2) sm_commit(op);
@@ -975,6 +1005,7 @@ static void handle_import(http_req *req, void *data)
     }
     job *j = core_xcalloc(1, sizeof *j);
     j->app = app;
+    j->nb = app->import_writers + 2;
     j->upsert = !mode || !strcmp(mode, "upsert");
     if (list) core_uuid_format(&u, j->list_id);
     sm_csv_init(&j->csv);
@@ -1047,7 +1078,9 @@ static void handle_import_get(http_req *req, void *data)
     db_query(
         app->db,
         "SELECT id::text AS id, mode, status, rows_total, rows_inserted, rows_updated, "
-        "rows_skipped, rows_failed, errors::text AS errors, " SM_TS(
+        "rows_skipped, rows_failed, (CASE WHEN status = 'running' THEN errors ELSE (SELECT "
+        "coalesce(jsonb_agg(e ORDER BY (e->>'row')::bigint), '[]') FROM "
+        "jsonb_array_elements(errors) AS e) END)::text AS errors, " SM_TS(
             "created_at") " AS "
                           "created_at, " SM_TS(
                               "finished_at") " AS finished_at, extract(epoch FROM "

@@ -40,12 +40,15 @@ typedef struct sm_app {
     const char *name;       /* SERVICE_NAME: also the outbox relay's name */
     int64_t import_max_rows;
     int import_batch;
+    int import_writers; /* batches of one import written concurrently */
     int outbox_batch;
     /* metrics */
     core_metric *m_logins;
     core_metric *m_events;
     core_metric *m_import_rows;
 } sm_app;
+
+#define SM_IMPORT_WRITERS_MAX 8
 
 typedef struct sm_op sm_op;
 
