@@ -38,6 +38,12 @@ SCRAPER_ALLOW_PRIVATE="${SCRAPER_ALLOW_PRIVATE-127.0.0.1/32,::1}"
 "$S/secrets.sh"
 
 started=() running=() missing=()
+# Services not built yet are still routed by the gateway (502 until they exist) but must not
+# hold its /readyz at 503.
+not_built=()
+for svc in $SERVICES; do
+    [[ -x "$BINDIR/$svc" ]] || not_built+=("$svc")
+done
 for svc in $SERVICES; do
     bin="$BINDIR/$svc"
     if [[ ! -x "$bin" ]]; then
@@ -59,6 +65,7 @@ for svc in $SERVICES; do
             HTTP_HOST=127.0.0.1 HTTP_PORT="$(service_port "$svc")" \
             MIGRATIONS_DIR="$ROOT/services/$svc/migrations" GATEWAY_STATIC_DIR="$ROOT/build/dashboard" \
             SCRAPER_ALLOW_PRIVATE="$SCRAPER_ALLOW_PRIVATE" HTTP_TRUSTED_PROXIES="127.0.0.1/32,::1" \
+            GATEWAY_OPTIONAL_UPSTREAMS="${not_built[*]}" \
             proc_start "$svc" "$LOGDIR/$svc.log" "$bin"
     )
     started+=("$svc")

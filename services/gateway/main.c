@@ -131,6 +131,27 @@ static void table_error(core_config *cc, const char *name, const char *err)
         snprintf(cc->first_error, sizeof cc->first_error, "%s: %.400s", name, err);
 }
 
+/* Marks the upstreams named in list (separated by spaces or commas) optional. */
+static bool mark_optional(gw_table *t, const char *list, char *err, size_t errlen)
+{
+    for (const char *p = list; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        size_t len = strcspn(p, " ,");
+        if (len == 0) break;
+        bool found = false;
+        for (size_t i = 0; i < t->nups && !found; i++)
+            if (strlen(t->ups[i].name) == len && memcmp(t->ups[i].name, p, len) == 0)
+                found = t->ups[i].optional = true;
+        if (!found) {
+            snprintf(err, errlen, "no upstream called \"%.*s\" in GATEWAY_UPSTREAMS", (int)len, p);
+            return false;
+        }
+        p += len;
+    }
+    return true;
+}
+
 int main(void)
 {
     core_config cc;
@@ -160,6 +181,11 @@ int main(void)
         table_error(&cc, "GATEWAY_UPSTREAMS", err);
     else if (cc.errors == 0 && gw_routes_parse(&s.table, routes, err, sizeof err) != 0)
         table_error(&cc, "GATEWAY_ROUTES", err);
+    /* Upstreams not deployed here (make up names the services it has not built): still routed
+     * (502 until they come), listed on /readyz, but not what the gateway's readiness waits for. */
+    const char *optional = core_config_string(&cc, "GATEWAY_OPTIONAL_UPSTREAMS", "");
+    if (cc.errors == 0 && !mark_optional(&s.table, optional, err, sizeof err))
+        table_error(&cc, "GATEWAY_OPTIONAL_UPSTREAMS", err);
     /* authorization: never silently open */
     static const char *const onoff[] = {"on", "off", NULL};
     bool auth_off = strcmp(core_config_enum(&cc, "GATEWAY_AUTH", "on", onoff), "off") == 0;

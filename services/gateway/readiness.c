@@ -31,6 +31,15 @@ struct gw_readiness {
     int64_t cache_ns;
 };
 
+/* An optional upstream (not deployed here) is reported but never fails the gateway. */
+static void ready_report(const ready_up *u, http_check *check)
+{
+    char detail[200];
+    snprintf(detail, sizeof detail, "%s%s",
+             u->def->optional && !u->ok ? "optional, not ready: " : "", u->detail);
+    http_check_done(check, u->ok || u->def->optional, detail);
+}
+
 static void ready_answer(ready_up *u)
 {
     http_check **w = u->waiting;
@@ -38,7 +47,7 @@ static void ready_answer(ready_up *u)
     u->waiting = NULL;
     u->nwaiting = u->capwaiting = 0;
     for (size_t i = 0; i < n; i++)
-        http_check_done(w[i], u->ok, u->detail);
+        ready_report(u, w[i]);
     free(w);
 }
 
@@ -87,7 +96,7 @@ static void ready_check(http_check *check, void *data)
     ready_up *u = data;
     gw_readiness *r = u->owner;
     if (u->known && core_mono_ns() - u->at_ns < r->cache_ns) {
-        http_check_done(check, u->ok, u->detail);
+        ready_report(u, check);
         return;
     }
     if (u->nwaiting == u->capwaiting) {

@@ -31,7 +31,8 @@ typedef struct gw_upstream_def {
     char *host; /* the literal, for Host headers and logs */
     uint16_t port;
     struct sockaddr_storage addr;
-    bool used; /* some route names it */
+    bool used;     /* some route names it */
+    bool optional; /* GATEWAY_OPTIONAL_UPSTREAMS: its readiness does not decide the gateway's */
 } gw_upstream_def;
 
 typedef struct gw_route {

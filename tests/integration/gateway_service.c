@@ -622,6 +622,22 @@ static void test_down_upstream_502_readyz_and_recovery(void **state)
     json_decref(j);
     resp_free(&r);
 
+    /* a gateway told that rt is optional (not deployed) stays ready, and says why */
+    proc opt = {.port = ts_free_port()};
+    const char *extra[] = {"GATEWAY_OPTIONAL_UPSTREAMS=rt", NULL};
+    start_gateway(&opt, extra);
+    assert_int_equal(readyz(opt.port, &r), 200);
+    j = resp_json(&r);
+    json_t *rt_check = json_object_get(json_object_get(j, "checks"), "rt");
+    assert_true(json_is_true(json_object_get(rt_check, "ok")));
+    assert_non_null(
+        strstr(json_string_value(json_object_get(rt_check, "detail")), "optional, not ready"));
+    json_decref(j);
+    resp_free(&r);
+    assert_int_equal(request(opt.port, "GET", "/api/realtime/x", NULL, NULL, 0, &r), 502);
+    resp_free(&r);
+    assert_int_equal(stop_proc(&opt), 0);
+
     /* it comes back: the very next request succeeds, /readyz follows */
     start_upstream(&up_rt, "rt");
     assert_int_equal(request(gw.port, "GET", "/api/realtime/x", NULL, NULL, 0, &r), 200);
@@ -780,6 +796,7 @@ static void test_bad_configuration_exits_78(void **state)
     run_expect_config_error("GATEWAY_ROUTES=/api=content-manager;public;role=viewer",
                             "GATEWAY_ROUTES");
     run_expect_config_error("GATEWAY_PUBLIC_RATE=lots", "GATEWAY_PUBLIC_RATE");
+    run_expect_config_error("GATEWAY_OPTIONAL_UPSTREAMS=nobody", "GATEWAY_OPTIONAL_UPSTREAMS");
     /* authorization is never silently off */
     run_expect_config_error2("AUTH_PUBLIC_KEY=", "GATEWAY_AUTH=", "AUTH_PUBLIC_KEY");
     run_expect_config_error2("AUTH_PUBLIC_KEY=bm90IGEga2V5", "GATEWAY_AUTH=", "AUTH_PUBLIC_KEY");
