@@ -44,21 +44,29 @@ cleanup() {
             --delete --topic "$t" >/dev/null 2>&1 || true
     done
     rm -f "$errlog"
-    if [[ "$started_infra" = 1 ]]; then scripts/infra.sh down >/dev/null 2>&1 || true; fi
+    # the broker removes deleted topics' files a second later (file.delete.delay.ms): let it
+    if [[ "$started_infra" = 1 ]]; then
+        sleep 3
+        scripts/infra.sh down >/dev/null 2>&1 || true
+    fi
 }
 trap cleanup EXIT
 
-# TopicCommand's log4j chatter goes nowhere; its own error is shown if it fails.
+# new_topic VAR NAME: creates a fresh topic, stores its name in VAR and remembers it for the
+# cleanup (not in a $(...) subshell: the cleanup list must be this shell's, or every run leaves
+# its topics, gigabytes of them, behind). TopicCommand's log4j chatter goes nowhere; its own error
+# is shown if it fails.
 new_topic() {
+    local -n out="$1"
     local t
-    t="bench.$1.$(date +%s).$$"
+    t="bench.$2.$(date +%s).$$"
     if ! java -cp "$JAVA_CP" org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_BOOTSTRAP" \
         --create --topic "$t" --partitions "$PARTS" --replication-factor 1 >"$errlog" 2>&1; then
         grep -v -e '^log4j' -e 'SLF4J' "$errlog" >&2 || true
         die "cannot create topic $t"
     fi
     topics+=("$t")
-    printf '%s' "$t"
+    out="$t"
 }
 
 # median / best of the numbers given (0 when none)
@@ -94,6 +102,7 @@ bus_consume() { # topic (a fresh group each run)
 }
 
 JP=() BP=() EP=() JC=() BC=() EC=()
+tj="" tb="" te="" # this round's topics (set by new_topic)
 row() { # round, what, records/s
     if [[ -n "${3:-}" ]]; then
         note "$(printf 'round %s  %-40s %10.0f records/s' "$1" "$2" "$3")"
@@ -109,9 +118,9 @@ m_bus_consume() { v="$(bus_consume "$tj")"; row "$r" "libs/bus consumer (same to
 
 log "bench: $N records of $SIZE bytes, acks=all, $PARTS partitions, $ROUNDS rounds (alternating)"
 for r in $(seq 1 "$ROUNDS"); do
-    tj="$(new_topic "java$r")"
-    tb="$(new_topic "bus$r")"
-    te="$(new_topic "env$r")"
+    new_topic tj "java$r"
+    new_topic tb "bus$r"
+    new_topic te "env$r"
     if ((r % 2)); then m_java_produce; m_bus_produce; else m_bus_produce; m_java_produce; fi
     v="$(bus_produce "$te")"
     row "$r" "libs/bus producer (CloudEvents)" "$v"

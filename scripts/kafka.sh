@@ -91,6 +91,9 @@ offsets.topic.num.partitions=10
 transaction.state.log.num.partitions=10
 # Tests join consumer groups often; don't make each join wait 3 s for more members.
 group.initial.rebalance.delay.ms=0
+# Deleted topics (tests and benchmarks create and drop many, some of gigabytes) leave the disk
+# within seconds instead of the default minute, which a stop right after would stretch forever.
+file.delete.delay.ms=1000
 PROPS
     cat >"$KLOG4J" <<LOG4J
 # Broker logs go to var/log/kafka.log (rolled), not to stdout.
