@@ -79,6 +79,10 @@ const char *core_config_enum(core_config *cfg, const char *name, const char *fal
                              const char *const *allowed);
 /* Parses a duration the same way core_config_duration_ms does; false when malformed. */
 bool core_parse_duration_ms(const char *text, int64_t *ms);
+/* Records a problem the getters cannot see (a value that parses but does not fit: a malformed
+ * list, a key of the wrong length, ...); like theirs, only the first one is reported. Start the
+ * message with the variable's name, and never echo a secret. */
+__attribute__((format(printf, 2, 3))) void core_config_fail(core_config *cfg, const char *fmt, ...);
 /* Prints the first error (and how many more) on stderr and exits 78 when there were errors. */
 void core_config_finish(core_config *cfg);
 

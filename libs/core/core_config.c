@@ -12,8 +12,7 @@ void core_config_init(core_config *cfg, const char *service)
     cfg->service = service;
 }
 
-__attribute__((format(printf, 2, 3))) static void config_fail(core_config *cfg, const char *fmt,
-                                                              ...)
+void core_config_fail(core_config *cfg, const char *fmt, ...)
 {
     if (cfg->errors++ > 0) return; /* the first problem is the one reported */
     va_list ap;
@@ -32,7 +31,7 @@ static const char *config_string_impl(core_config *cfg, const char *name, const 
 {
     const char *v = config_raw(name);
     if (v) return v;
-    if (!fallback) config_fail(cfg, "%s is required but not set", name);
+    if (!fallback) core_config_fail(cfg, "%s is required but not set", name);
     return fallback;
 }
 
@@ -56,13 +55,13 @@ int64_t core_config_int(core_config *cfg, const char *name, int64_t fallback, in
     errno = 0;
     long long n = strtoll(v, &end, 10);
     if (errno || end == v || *end != '\0') {
-        config_fail(cfg, "%s=\"%s\" is not an integer (expected %lld..%lld)", name, v,
-                    (long long)min, (long long)max);
+        core_config_fail(cfg, "%s=\"%s\" is not an integer (expected %lld..%lld)", name, v,
+                         (long long)min, (long long)max);
         return fallback;
     }
     if (n < min || n > max) {
-        config_fail(cfg, "%s=%lld is out of range (expected %lld..%lld)", name, n, (long long)min,
-                    (long long)max);
+        core_config_fail(cfg, "%s=%lld is out of range (expected %lld..%lld)", name, n,
+                         (long long)min, (long long)max);
         return fallback;
     }
     return n;
@@ -78,7 +77,8 @@ bool core_config_bool(core_config *cfg, const char *name, bool fallback)
         if (strcasecmp(v, yes[i]) == 0) return true;
         if (strcasecmp(v, no[i]) == 0) return false;
     }
-    config_fail(cfg, "%s=\"%s\" is not a boolean (expected true|false|1|0|yes|no|on|off)", name, v);
+    core_config_fail(cfg, "%s=\"%s\" is not a boolean (expected true|false|1|0|yes|no|on|off)",
+                     name, v);
     return fallback;
 }
 
@@ -111,13 +111,13 @@ int64_t core_config_duration_ms(core_config *cfg, const char *name, const char *
     const char *v = config_raw(name);
     const char *text = v ? v : fallback;
     if (!text) {
-        config_fail(cfg, "%s is required but not set", name);
+        core_config_fail(cfg, "%s is required but not set", name);
         return 0;
     }
     int64_t ms = 0;
     if (!core_parse_duration_ms(text, &ms)) {
-        config_fail(cfg, "%s=\"%s\" is not a duration (expected e.g. 250ms, 30s, 5m, 1h)", name,
-                    text);
+        core_config_fail(cfg, "%s=\"%s\" is not a duration (expected e.g. 250ms, 30s, 5m, 1h)",
+                         name, text);
         return 0;
     }
     return ms;
@@ -128,7 +128,7 @@ const char *core_config_enum(core_config *cfg, const char *name, const char *fal
 {
     const char *v = config_raw(name);
     if (!v) {
-        if (!fallback) config_fail(cfg, "%s is required but not set", name);
+        if (!fallback) core_config_fail(cfg, "%s is required but not set", name);
         return fallback;
     }
     for (size_t i = 0; allowed[i]; i++)
@@ -138,7 +138,7 @@ const char *core_config_enum(core_config *cfg, const char *name, const char *fal
         if (i) core_buf_puts(&list, "|");
         core_buf_puts(&list, allowed[i]);
     }
-    config_fail(cfg, "%s=\"%s\" is not one of %s", name, v, list.data ? list.data : "");
+    core_config_fail(cfg, "%s=\"%s\" is not one of %s", name, v, list.data ? list.data : "");
     core_buf_free(&list);
     return fallback;
 }

@@ -102,11 +102,6 @@ bool db_config_check(const db_config *cfg, char *err, size_t errlen)
     return true;
 }
 
-static void cfg_record(core_config *cc, const char *var, const char *msg)
-{
-    if (cc->errors++ == 0) snprintf(cc->first_error, sizeof cc->first_error, "%s: %s", var, msg);
-}
-
 void db_config_from_env(core_config *cc, db_config *out)
 {
     memset(out, 0, sizeof *out);
@@ -126,7 +121,7 @@ void db_config_from_env(core_config *cc, db_config *out)
             var = "DB_SEARCH_PATH";
         else if (strstr(err, "timeout"))
             var = "DB_STATEMENT_TIMEOUT";
-        cfg_record(cc, var, err);
+        core_config_fail(cc, "%s: %s", var, err);
     }
 }
 

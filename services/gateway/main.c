@@ -127,8 +127,7 @@ static int run(void *data)
  * variable, exit 78. */
 static void table_error(core_config *cc, const char *name, const char *err)
 {
-    if (cc->errors++ == 0)
-        snprintf(cc->first_error, sizeof cc->first_error, "%s: %.400s", name, err);
+    core_config_fail(cc, "%s: %.400s", name, err);
 }
 
 /* Marks the upstreams named in list (separated by spaces or commas) optional. */

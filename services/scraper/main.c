@@ -171,10 +171,8 @@ static int64_t duration(core_config *cc, const char *name, const char *fallback,
 {
     int64_t v = core_config_duration_ms(cc, name, fallback);
     if (v < min || v > max) {
-        if (cc->errors++ == 0)
-            snprintf(cc->first_error, sizeof cc->first_error,
-                     "%s must be between %lld ms and %lld ms", name, (long long)min,
-                     (long long)max);
+        core_config_fail(cc, "%s must be between %lld ms and %lld ms", name, (long long)min,
+                         (long long)max);
     }
     return v;
 }
@@ -223,8 +221,7 @@ int main(int argc, char **argv)
     const char *allow = core_config_string(&cc, "SCRAPER_ALLOW_PRIVATE", "");
     char aerr[256];
     s.allow = sc_allowlist_parse(allow, aerr, sizeof aerr);
-    if (!s.allow && cc.errors++ == 0)
-        snprintf(cc.first_error, sizeof cc.first_error, "SCRAPER_ALLOW_PRIVATE: %s", aerr);
+    if (!s.allow) core_config_fail(&cc, "SCRAPER_ALLOW_PRIVATE: %s", aerr);
     db_config dbc;
     db_config_from_env(&cc, &dbc);
     core_config_finish(&cc);

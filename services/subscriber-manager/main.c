@@ -92,9 +92,8 @@ static void on_signal(int signum, void *data)
 static void key_var(core_config *cc, const char *name, uint8_t out[32])
 {
     const char *v = core_config_secret(cc, name, NULL);
-    if (v && !auth_key_decode(v, out, 32) && cc->errors++ == 0)
-        snprintf(cc->first_error, sizeof cc->first_error,
-                 "%s: must be 32 bytes in base64 (e.g. openssl rand -base64 32)", name);
+    if (v && !auth_key_decode(v, out, 32))
+        core_config_fail(cc, "%s: must be 32 bytes in base64 (e.g. openssl rand -base64 32)", name);
 }
 
 int main(void)
@@ -121,9 +120,8 @@ int main(void)
     sm_topic_events = core_config_string(&cc, "SUBSCRIBER_EVENTS_TOPIC", TOPIC_SUBSCRIBER_EVENTS);
     sm_topic_imports = core_config_string(&cc, "IMPORT_PROGRESS_TOPIC", TOPIC_SUBSCRIBER_IMPORTS);
     const char *signing = core_config_secret(&cc, "AUTH_SIGNING_KEY", NULL);
-    if (signing && !auth_signer_from_base64(&app.signer, signing) && cc.errors++ == 0)
-        snprintf(cc.first_error, sizeof cc.first_error,
-                 "AUTH_SIGNING_KEY: must be a base64 Ed25519 seed (32 bytes)");
+    if (signing && !auth_signer_from_base64(&app.signer, signing))
+        core_config_fail(&cc, "AUTH_SIGNING_KEY: must be a base64 Ed25519 seed (32 bytes)");
     key_var(&cc, "SUBSCRIBER_DATA_KEY", app.keys.data);
     key_var(&cc, "SUBSCRIBER_INDEX_KEY", app.keys.index);
     key_var(&cc, "TOKEN_SIGNING_KEY", app.keys.token);
@@ -148,10 +146,9 @@ int main(void)
     /* The gateway in front: its X-Forwarded-For names the client for the per-address login
      * throttle, the public rate limit and consent records (else every client is the gateway). */
     const char *trusted = core_config_string(&cc, "HTTP_TRUSTED_PROXIES", "");
-    if (!http_trusted_proxies_valid(trusted) && cc.errors++ == 0)
-        snprintf(cc.first_error, sizeof cc.first_error,
-                 "HTTP_TRUSTED_PROXIES: must be a comma-separated list of at most 16 IP addresses "
-                 "or CIDR blocks");
+    if (!http_trusted_proxies_valid(trusted))
+        core_config_fail(&cc, "HTTP_TRUSTED_PROXIES: must be a comma-separated list of at most 16 "
+                              "IP addresses or CIDR blocks");
     db_config dbc;
     db_config_from_env(&cc, &dbc);
     core_config_finish(&cc);

@@ -122,6 +122,14 @@ static void test_config_errors_name_the_variable(void **state)
     core_config_enum(&cfg, "T_ENUM", "a", modes);
     assert_non_null(strstr(cfg.first_error, "a|b"));
 
+    /* a service's own check counts like the getters': the first one is the one reported */
+    core_config_init(&cfg, "svc");
+    core_config_fail(&cfg, "T_LIST: entry %d is not an address", 3);
+    setenv("T_PORT", "80x", 1);
+    core_config_int(&cfg, "T_PORT", 8080, 1, 65535);
+    assert_int_equal(cfg.errors, 2);
+    assert_string_equal(cfg.first_error, "T_LIST: entry 3 is not an address");
+
     int64_t ms;
     assert_true(core_parse_duration_ms("250ms", &ms) && ms == 250);
     assert_true(core_parse_duration_ms("2h", &ms) && ms == 7200000);
