@@ -85,7 +85,6 @@ typedef struct ts_resp {
     core_buf body;
     char ctype[128];
     json_t *json; /* the body parsed, when it is JSON */
-    char request_id[160];
 } ts_resp;
 void ts_resp_free(ts_resp *r);
 

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -33,23 +32,6 @@ void ts_resp_free(ts_resp *r)
     memset(r, 0, sizeof *r);
 }
 
-static size_t ts_collect_header(char *ptr, size_t size, size_t nmemb, void *data)
-{
-    ts_resp *r = data;
-    size_t n = size * nmemb;
-    static const char name[] = "x-request-id:";
-    if (n > sizeof name && strncasecmp(ptr, name, sizeof name - 1) == 0) {
-        const char *v = ptr + sizeof name - 1;
-        size_t len = n - (sizeof name - 1);
-        while (len && (*v == ' ' || *v == '\t'))
-            v++, len--;
-        while (len && (v[len - 1] == '\r' || v[len - 1] == '\n' || v[len - 1] == ' '))
-            len--;
-        snprintf(r->request_id, sizeof r->request_id, "%.*s", (int)len, v);
-    }
-    return n;
-}
-
 void ts_http_call(ts_resp *out, int port, const char *method, const char *path, const void *body,
                   size_t len, const char *ctype, const char *extra_header)
 {
@@ -70,8 +52,6 @@ void ts_http_call(ts_resp *out, int port, const char *method, const char *path, 
     }
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, ts_curl_collect);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &out->body);
-    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, ts_collect_header);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, out);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 15000L);
     if (curl_easy_perform(h) == CURLE_OK) {
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &out->status);
