@@ -656,16 +656,19 @@ static void test_bad_input_changes_nothing(void **state)
     assert_true(r.status == 400 || r.status == 422);
     assert_problem(&r, r.status);
     free(huge);
-    size_t two_mib = 2u << 20;
-    char *oversize = malloc(two_mib + 1);
-    memset(oversize, ' ', two_mib);
+    /* One byte over the gateway's 1 MiB limit. (Much larger bodies are refused the same way, but
+     * the gateway closes without reading the rest, and a client still sending 2 MiB can get the
+     * reset before it reads the 413: see the note on lingering close in the gateway README.) */
+    size_t over = (1u << 20) + 1;
+    char *oversize = malloc(over + 1);
+    memset(oversize, ' ', over);
     memcpy(oversize, "{\"title\": \"", 11);
-    oversize[two_mib - 2] = '"';
-    oversize[two_mib - 1] = '}';
-    oversize[two_mib] = '\0';
-    ts_http_call(&r, gw.port, "POST", "/api/content/items", oversize, two_mib, NULL, auth_header);
-    assert_problem(&r, 413);
+    oversize[over - 2] = '"';
+    oversize[over - 1] = '}';
+    oversize[over] = '\0';
+    ts_http_call(&r, gw.port, "POST", "/api/content/items", oversize, over, NULL, auth_header);
     free(oversize);
+    assert_problem(&r, 413);
     ts_resp_free(&r);
     /* no token: refused at the gateway (and counted below: nothing titled with the marker) */
     char *anon = brief_json(marker, "article");
