@@ -153,8 +153,9 @@ typedef enum bus_result {
 typedef struct bus_consumer bus_consumer;
 
 /* The handler owns the message until it calls bus_done (now or from a later callback). While
- * a message is with its handler, the consumer hands out no other message, so per-partition
- * order holds and at most one effect is in flight. */
+ * a message is with its handler, the consumer hands out no other message of its partition, so
+ * per-partition (per-key) order holds; by default (max_in_flight 1) it hands out no other
+ * message at all, so at most one effect is in flight. */
 typedef void (*bus_handler)(bus_consumer *c, const bus_message *m, void *data);
 void bus_done(bus_consumer *c, const bus_message *m, bus_result result, const char *error);
 
@@ -170,6 +171,10 @@ typedef struct bus_consumer_config {
     unsigned max_attempts;   /* default 5 */
     int64_t backoff_base_ms; /* default 200 */
     int64_t backoff_max_ms;  /* default 30000 */
+    /* Messages with their handlers at once, at most one per partition (default 1, at most
+     * 64): handlers that wait on I/O (a database transaction) overlap across partitions
+     * instead of queueing behind each other. */
+    unsigned max_in_flight;
     /* realtime: every instance reads every partition (no group rebalancing), from the end. */
     bool all_partitions;
     const char *auto_offset_reset; /* "earliest" (default) or "latest" */
@@ -178,7 +183,7 @@ typedef struct bus_consumer_config {
 
 bus_consumer *bus_consumer_new(uv_loop_t *loop, const bus_consumer_config *cfg, bus_handler handler,
                                void *data, char *err, size_t errlen);
-/* Graceful drain: stop handing out messages, wait for the one in flight (and its dead letter),
+/* Graceful drain: stop handing out messages, wait for the ones in flight (and their dead letters),
  * commit stored offsets, leave the group, free. The final commit and close run on libuv's
  * thread pool; done runs on the loop. */
 void bus_consumer_close(bus_consumer *c, void (*done)(void *data), void *data);

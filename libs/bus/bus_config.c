@@ -137,6 +137,11 @@ bool bus_consumer_settings_resolve(const bus_consumer_config *cfg, bus_consumer_
         snprintf(err, errlen, "consumer: dlq_topic is too long");
         return false;
     }
+    s->max_in_flight = cfg->max_in_flight ? cfg->max_in_flight : 1;
+    if (s->max_in_flight > 64) {
+        snprintf(err, errlen, "consumer: max_in_flight must be between 1 and 64");
+        return false;
+    }
     s->max_attempts = cfg->max_attempts ? cfg->max_attempts : 5;
     if (s->max_attempts > 1000) {
         snprintf(err, errlen, "consumer: max_attempts must be between 1 and 1000");

@@ -27,6 +27,20 @@ typedef enum cur_state {
     CUR_DLQ_BACKOFF, /* the dead letter could not be written: waiting to try again */
 } cur_state;
 
+/* One message with its handler (or waiting to be retried, or dead-lettered). */
+typedef struct consumer_slot {
+    bus_consumer *c;
+    cur_state state;
+    bus_msg_internal cur;
+    rd_kafka_message_t *rkm;
+    bool revoked; /* its partition was taken away while in flight: never store its offset */
+    bool in_handler;
+    uint64_t started_ms; /* loop time: no clock read per message; sub-ms handlers read 0 */
+    unsigned dlq_tries;
+    char error[512];
+    uv_timer_t retry_timer;
+} consumer_slot;
+
 struct bus_consumer {
     bus_client cl; /* first: librdkafka's opaque points here */
     bus_consumer_settings s;
@@ -37,14 +51,10 @@ struct bus_consumer {
     bool store_offsets;
     char **topics;
 
-    cur_state state;
-    bus_msg_internal cur;
-    rd_kafka_message_t *rkm;
-    bool revoked; /* its partition was taken away while in flight: never store its offset */
-    bool in_handler;
-    uint64_t started_ms; /* loop time: no clock read per message; sub-ms handlers read 0 */
-    unsigned dlq_tries;
-    char error[512];
+    /* max_in_flight slots; at most one holds a message of any one partition, so each
+     * partition's messages are handled one after the other, in offset order. */
+    consumer_slot *slots;
+    unsigned nslots;
     /* Messages pulled from librdkafka and not yet handed out: buf[head..len), in the order
      * librdkafka returned them (so per partition in offset order). */
     rd_kafka_message_t **buf;
@@ -55,7 +65,6 @@ struct bus_consumer {
     uint64_t batch_ms; /* loop time of the last pull */
     bool rebalanced;   /* a rebalance callback ran during the current pull */
     bool in_pump;
-    uv_timer_t retry_timer;
 
     /* Offsets whose handlers said BUS_OK (or whose dead letter was written), not yet handed to
      * librdkafka: the next offset per partition. Stored in one rd_kafka_offsets_store call at
@@ -100,7 +109,7 @@ struct bus_consumer {
 
 static void consumer_pump(bus_consumer *c);
 static void consumer_maybe_final(bus_consumer *c);
-static void consumer_dead_letter(bus_consumer *c);
+static void consumer_dead_letter(consumer_slot *sl);
 
 /* ---------------------------------------------------------------- metrics */
 
@@ -162,20 +171,20 @@ static void consumer_store_pending(bus_consumer *c)
     rd_kafka_topic_partition_list_destroy(l);
 }
 
-/* Remembers that the message in flight is done with: its partition's next offset. */
-static void consumer_store_later(bus_consumer *c)
+/* Remembers that the slot's message is done with: its partition's next offset. */
+static void consumer_store_later(bus_consumer *c, const consumer_slot *sl)
 {
-    const char *topic = c->cur.msg.topic;
-    int32_t part = c->rkm->partition;
+    const char *topic = sl->cur.msg.topic;
+    int32_t part = sl->rkm->partition;
     for (size_t i = 0; i < c->npending; i++) {
         struct pending_offset *po = &c->pending[i];
         if (po->partition == part && strcmp(po->topic, topic) == 0) {
-            po->next = c->rkm->offset + 1;
+            po->next = sl->rkm->offset + 1;
             return;
         }
     }
     if (strlen(topic) >= sizeof c->pending[0].topic) { /* cannot happen: Kafka allows 249 */
-        rd_kafka_offset_store(c->rkm->rkt, part, c->rkm->offset);
+        rd_kafka_offset_store(sl->rkm->rkt, part, sl->rkm->offset);
         return;
     }
     if (c->npending == c->pending_cap) {
@@ -188,183 +197,217 @@ static void consumer_store_later(bus_consumer *c)
     struct pending_offset *po = &c->pending[c->npending++];
     memcpy(po->topic, topic, strlen(topic) + 1);
     po->partition = part;
-    po->next = c->rkm->offset + 1;
+    po->next = sl->rkm->offset + 1;
 }
 
-static void consumer_finish(bus_consumer *c, bool store)
+static consumer_slot *consumer_free_slot(bus_consumer *c)
 {
-    if (store && c->store_offsets && !c->revoked) {
-        consumer_store_later(c);
+    for (unsigned i = 0; i < c->nslots; i++)
+        if (c->slots[i].state == CUR_IDLE) return &c->slots[i];
+    return NULL;
+}
+
+static bool consumer_all_idle(const bus_consumer *c)
+{
+    for (unsigned i = 0; i < c->nslots; i++)
+        if (c->slots[i].state != CUR_IDLE || c->slots[i].in_handler) return false;
+    return true;
+}
+
+/* Whether a slot holds a message of m's partition: m must wait for it. */
+static bool consumer_partition_busy(const bus_consumer *c, const rd_kafka_message_t *m)
+{
+    for (unsigned i = 0; i < c->nslots; i++) {
+        const consumer_slot *sl = &c->slots[i];
+        if (sl->state != CUR_IDLE && sl->rkm->partition == m->partition &&
+            strcmp(sl->cur.msg.topic, rd_kafka_topic_name(m->rkt)) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void consumer_finish(consumer_slot *sl, bool store)
+{
+    bus_consumer *c = sl->c;
+    if (store && c->store_offsets && !sl->revoked) {
+        consumer_store_later(c, sl);
         if (!c->in_pump) consumer_store_pending(c);
     }
     if (!c->in_pump) consumer_metrics_flush(c); /* a pump flushes once, at its end */
-    rd_kafka_message_destroy(c->rkm);
-    c->rkm = NULL;
-    c->cur.hdrs = NULL;
-    c->cur.magic = 0;
-    c->state = CUR_IDLE;
-    c->revoked = false;
+    rd_kafka_message_destroy(sl->rkm);
+    sl->rkm = NULL;
+    sl->cur.hdrs = NULL;
+    sl->cur.magic = 0;
+    sl->state = CUR_IDLE;
+    sl->revoked = false;
     if (c->closing)
         consumer_maybe_final(c);
     else if (!c->in_pump)
         bus_client_kick(&c->cl); /* next message on the next loop turn, not in this stack */
 }
 
-static void consumer_call_handler(bus_consumer *c)
+static void consumer_call_handler(consumer_slot *sl)
 {
+    bus_consumer *c = sl->c;
     char prev[CORE_TRACE_ID_LEN + 1];
     const char *t = core_log_trace();
     size_t tl = strlen(t);
     bool had = tl > 0 && tl < sizeof prev;
     if (had) memcpy(prev, t, tl + 1);
-    core_log_set_trace(c->cur.msg.trace_id);
-    c->state = CUR_HANDLER;
-    c->started_ms = uv_now(c->cl.loop);
-    c->in_handler = true;
-    c->handler(c, &c->cur.msg, c->data);
-    c->in_handler = false;
+    core_log_set_trace(sl->cur.msg.trace_id);
+    sl->state = CUR_HANDLER;
+    sl->started_ms = uv_now(c->cl.loop);
+    sl->in_handler = true;
+    c->handler(c, &sl->cur.msg, c->data);
+    sl->in_handler = false;
     core_log_set_trace(had ? prev : NULL);
     /* bus_done inside the handler while closing: the close continues here. */
     if (c->closing) consumer_maybe_final(c);
 }
 
-static void consumer_dispatch(bus_consumer *c, rd_kafka_message_t *rkm)
+static void consumer_dispatch(consumer_slot *sl, rd_kafka_message_t *rkm)
 {
-    c->rkm = rkm;
-    c->revoked = false;
-    c->dlq_tries = 0;
-    c->error[0] = '\0';
-    bus_message_from_rkm(&c->cur, rkm);
-    c->cur.msg.attempt = 1;
-    consumer_call_handler(c);
+    sl->rkm = rkm;
+    sl->revoked = false;
+    sl->dlq_tries = 0;
+    sl->error[0] = '\0';
+    bus_message_from_rkm(&sl->cur, rkm);
+    sl->cur.msg.attempt = 1;
+    consumer_call_handler(sl);
 }
 
 static void consumer_retry_timer_cb(uv_timer_t *t)
 {
-    bus_consumer *c = t->data;
-    if (c->state == CUR_BACKOFF) {
-        c->cur.msg.attempt++;
-        consumer_call_handler(c);
-    } else if (c->state == CUR_DLQ_BACKOFF) {
-        consumer_dead_letter(c);
+    consumer_slot *sl = t->data;
+    if (sl->state == CUR_BACKOFF) {
+        sl->cur.msg.attempt++;
+        consumer_call_handler(sl);
+    } else if (sl->state == CUR_DLQ_BACKOFF) {
+        consumer_dead_letter(sl);
     }
 }
 
-static void consumer_dlq_retry_later(bus_consumer *c)
+static void consumer_dlq_retry_later(consumer_slot *sl)
 {
+    bus_consumer *c = sl->c;
     if (c->closing) {
         /* Not stored: the message comes back after the restart. */
         core_log_warn("bus consumer closing: dead letter abandoned, message will be redelivered",
-                      CORE_F_STR("topic", c->cur.msg.topic),
-                      CORE_F_INT("partition", c->cur.msg.partition),
-                      CORE_F_INT("offset", c->cur.msg.offset));
-        consumer_finish(c, false);
+                      CORE_F_STR("topic", sl->cur.msg.topic),
+                      CORE_F_INT("partition", sl->cur.msg.partition),
+                      CORE_F_INT("offset", sl->cur.msg.offset));
+        consumer_finish(sl, false);
         return;
     }
-    c->state = CUR_DLQ_BACKOFF;
-    int64_t d = bus_retry_delay_ms(c->dlq_tries, c->s.backoff_base_ms, c->s.backoff_max_ms);
-    uv_timer_start(&c->retry_timer, consumer_retry_timer_cb, (uint64_t)d, 0);
+    sl->state = CUR_DLQ_BACKOFF;
+    int64_t d = bus_retry_delay_ms(sl->dlq_tries, c->s.backoff_base_ms, c->s.backoff_max_ms);
+    uv_timer_start(&sl->retry_timer, consumer_retry_timer_cb, (uint64_t)d, 0);
 }
 
 static void consumer_dlq_delivered(void *opaque, int err, const char *errstr, int32_t partition,
                                    int64_t offset)
 {
-    bus_consumer *c = opaque;
-    if (c->state != CUR_DLQ) return; /* cannot happen: one dead letter at a time */
+    consumer_slot *sl = opaque;
+    bus_consumer *c = sl->c;
+    if (sl->state != CUR_DLQ) return; /* cannot happen: one dead letter per slot at a time */
     if (err == 0) {
-        core_counter_add(c->m_dead, 1, c->cur.msg.topic);
-        core_log_warn("bus consumer: message dead-lettered", CORE_F_STR("topic", c->cur.msg.topic),
-                      CORE_F_INT("partition", c->cur.msg.partition),
-                      CORE_F_INT("offset", c->cur.msg.offset),
+        core_counter_add(c->m_dead, 1, sl->cur.msg.topic);
+        core_log_warn("bus consumer: message dead-lettered", CORE_F_STR("topic", sl->cur.msg.topic),
+                      CORE_F_INT("partition", sl->cur.msg.partition),
+                      CORE_F_INT("offset", sl->cur.msg.offset),
                       CORE_F_STR("dlq_topic", c->s.dlq_topic),
                       CORE_F_INT("dlq_partition", partition), CORE_F_INT("dlq_offset", offset),
-                      CORE_F_INT("attempts", c->cur.msg.attempt), CORE_F_STR("error", c->error));
-        consumer_finish(c, true);
+                      CORE_F_INT("attempts", sl->cur.msg.attempt), CORE_F_STR("error", sl->error));
+        consumer_finish(sl, true);
         return;
     }
     core_log_error("bus consumer: dead letter not written; will retry",
-                   CORE_F_STR("topic", c->cur.msg.topic), CORE_F_STR("dlq_topic", c->s.dlq_topic),
+                   CORE_F_STR("topic", sl->cur.msg.topic), CORE_F_STR("dlq_topic", c->s.dlq_topic),
                    CORE_F_STR("error", errstr ? errstr : ""));
-    consumer_dlq_retry_later(c);
+    consumer_dlq_retry_later(sl);
 }
 
-static void consumer_dead_letter(bus_consumer *c)
+static void consumer_dead_letter(consumer_slot *sl)
 {
-    c->dlq_tries++;
+    bus_consumer *c = sl->c;
+    sl->dlq_tries++;
     if (!c->dlq) {
         core_log_error("bus consumer: a message needs the dead-letter topic but the consumer has "
                        "no dlq_producer; holding it",
-                       CORE_F_STR("topic", c->cur.msg.topic),
-                       CORE_F_INT("offset", c->cur.msg.offset), CORE_F_STR("error", c->error));
-        consumer_dlq_retry_later(c);
+                       CORE_F_STR("topic", sl->cur.msg.topic),
+                       CORE_F_INT("offset", sl->cur.msg.offset), CORE_F_STR("error", sl->error));
+        consumer_dlq_retry_later(sl);
         return;
     }
     rd_kafka_headers_t *orig = NULL;
-    if (rd_kafka_message_headers(c->rkm, &orig) != RD_KAFKA_RESP_ERR_NO_ERROR) orig = NULL;
+    if (rd_kafka_message_headers(sl->rkm, &orig) != RD_KAFKA_RESP_ERR_NO_ERROR) orig = NULL;
     bus_dlq_info info = {
-        .topic = c->cur.msg.topic,
-        .partition = c->rkm->partition,
-        .offset = c->rkm->offset,
+        .topic = sl->cur.msg.topic,
+        .partition = sl->rkm->partition,
+        .offset = sl->rkm->offset,
         .group = c->s.group,
-        .error = c->error,
-        .attempts = c->cur.msg.attempt,
+        .error = sl->error,
+        .attempts = sl->cur.msg.attempt,
         .time_ms = core_now_unix_ms(),
     };
     rd_kafka_headers_t *h = bus_dlq_headers(orig, &info);
-    c->state = CUR_DLQ;
-    int rc = bus_producer_send_raw(c->dlq, c->s.dlq_topic, BUS_PARTITION_ANY, c->rkm->key,
-                                   c->rkm->key_len, c->rkm->payload, c->rkm->len, h,
-                                   consumer_dlq_delivered, c);
+    sl->state = CUR_DLQ;
+    int rc = bus_producer_send_raw(c->dlq, c->s.dlq_topic, BUS_PARTITION_ANY, sl->rkm->key,
+                                   sl->rkm->key_len, sl->rkm->payload, sl->rkm->len, h,
+                                   consumer_dlq_delivered, sl);
     if (rc) {
         rd_kafka_headers_destroy(h);
         core_log_error("bus consumer: dead letter not accepted; will retry",
                        CORE_F_STR("dlq_topic", c->s.dlq_topic),
                        CORE_F_STR("error", rd_kafka_err2str((rd_kafka_resp_err_t)rc)));
-        consumer_dlq_retry_later(c);
+        consumer_dlq_retry_later(sl);
     }
 }
 
 void bus_done(bus_consumer *c, const bus_message *m, bus_result result, const char *error)
 {
-    if (!c || m != &c->cur.msg || c->state != CUR_HANDLER) {
+    consumer_slot *sl = NULL;
+    for (unsigned i = 0; c && i < c->nslots; i++)
+        if (m == &c->slots[i].cur.msg && c->slots[i].state == CUR_HANDLER) sl = &c->slots[i];
+    if (!sl) {
         core_log_error("bus_done for a message the consumer is not handling");
         return;
     }
-    const char *topic = c->cur.msg.topic;
-    consumer_observe_duration(c, topic, uv_now(c->cl.loop) - c->started_ms);
+    const char *topic = sl->cur.msg.topic;
+    consumer_observe_duration(c, topic, uv_now(c->cl.loop) - sl->started_ms);
     if (result == BUS_OK) {
         c->m_ok += 1; /* for c->m_topic, which consumer_observe_duration just made topic */
-        consumer_finish(c, true);
+        consumer_finish(sl, true);
         return;
     }
-    snprintf(c->error, sizeof c->error, "%s", error && error[0] ? error : "handler failed");
+    snprintf(sl->error, sizeof sl->error, "%s", error && error[0] ? error : "handler failed");
     bool retry = result == BUS_RETRY;
     core_counter_add(c->m_consumed, 1, topic, retry ? "retry" : "fail");
-    if (c->revoked) {
-        consumer_finish(c, false); /* the partition's new owner takes it from here */
+    if (sl->revoked) {
+        consumer_finish(sl, false); /* the partition's new owner takes it from here */
         return;
     }
-    if (retry && c->cur.msg.attempt < c->s.max_attempts) {
+    if (retry && sl->cur.msg.attempt < c->s.max_attempts) {
         if (c->closing) {
-            consumer_finish(c, false); /* redelivered after the restart */
+            consumer_finish(sl, false); /* redelivered after the restart */
             return;
         }
-        c->state = CUR_BACKOFF;
+        sl->state = CUR_BACKOFF;
         int64_t d =
-            bus_retry_delay_ms(c->cur.msg.attempt, c->s.backoff_base_ms, c->s.backoff_max_ms);
+            bus_retry_delay_ms(sl->cur.msg.attempt, c->s.backoff_base_ms, c->s.backoff_max_ms);
         core_log_info("bus consumer: handler asked to retry", CORE_F_STR("topic", topic),
-                      CORE_F_INT("offset", c->cur.msg.offset),
-                      CORE_F_INT("attempt", c->cur.msg.attempt), CORE_F_INT("delay_ms", d),
-                      CORE_F_STR("error", c->error));
-        uv_timer_start(&c->retry_timer, consumer_retry_timer_cb, (uint64_t)d, 0);
+                      CORE_F_INT("offset", sl->cur.msg.offset),
+                      CORE_F_INT("attempt", sl->cur.msg.attempt), CORE_F_INT("delay_ms", d),
+                      CORE_F_STR("error", sl->error));
+        uv_timer_start(&sl->retry_timer, consumer_retry_timer_cb, (uint64_t)d, 0);
         return;
     }
     if (retry) {
-        size_t n = strlen(c->error);
-        snprintf(c->error + n, sizeof c->error - n, " (gave up after %u attempts)",
-                 c->cur.msg.attempt);
+        size_t n = strlen(sl->error);
+        snprintf(sl->error + n, sizeof sl->error - n, " (gave up after %u attempts)",
+                 sl->cur.msg.attempt);
     }
-    consumer_dead_letter(c);
+    consumer_dead_letter(sl);
 }
 
 /* ---------------------------------------------------------------- pulling */
@@ -456,20 +499,40 @@ static void consumer_batch_drained(bus_consumer *c)
     c->batch_n = 0;
 }
 
+/* The index of the first buffered message whose partition has no message in flight (c->len
+ * when there is none). Taking the first of each partition keeps each partition in order. */
+static size_t consumer_next_ready(const bus_consumer *c)
+{
+    if (c->nslots == 1) return c->head; /* the one slot is free: nothing is in flight */
+    for (size_t i = c->head; i < c->len; i++)
+        if (!consumer_partition_busy(c, c->buf[i])) return i;
+    return c->len;
+}
+
+/* Takes buf[i] out of the buffer, keeping the others in order. */
+static rd_kafka_message_t *consumer_take(bus_consumer *c, size_t i)
+{
+    rd_kafka_message_t *m = c->buf[i];
+    memmove(c->buf + c->head + 1, c->buf + c->head, (i - c->head) * sizeof *c->buf);
+    c->head++;
+    return m;
+}
+
 static void consumer_pump(bus_consumer *c)
 {
     if (c->in_pump || c->closing || c->cl.shutting_down) return;
     c->in_pump = true;
     int budget = CONSUMER_PUMP_BUDGET;
     while (budget > 0 && !c->closing) {
-        if (c->state != CUR_IDLE) {
+        consumer_slot *sl = consumer_free_slot(c);
+        if (!sl) {
             /* Busy: keep one message ahead so rebalance callbacks and the poll interval are
-             * served, then stop pulling until the handler is done. */
+             * served, then stop pulling until a handler is done. */
             if (c->head == c->len) {
                 consumer_batch_drained(c); /* the last of the batch is out: measure it */
                 consumer_pull(c, 1);       /* not a measured batch */
-                /* The revocation of the busy message's partition may have freed us. */
-                if (c->state == CUR_IDLE) continue;
+                /* The revocation of a busy message's partition may have freed a slot. */
+                if (consumer_free_slot(c)) continue;
             }
             break;
         }
@@ -493,11 +556,20 @@ static void consumer_pump(bus_consumer *c)
             consumer_pull(c, 1);
             continue;
         }
-        rd_kafka_message_t *m = c->buf[c->head++];
+        size_t i = consumer_next_ready(c);
+        if (i == c->len) {
+            /* Every buffered message waits for its partition's message in flight: other
+             * partitions' messages may be next in librdkafka's queue. */
+            size_t got = consumer_pull(c, c->batch_want);
+            if (got == 0) break;
+            budget -= (int)got;
+            continue;
+        }
+        rd_kafka_message_t *m = consumer_take(c, i);
         budget--;
-        consumer_dispatch(c, m);
+        consumer_dispatch(sl, m);
     }
-    if (budget <= 0 && c->state == CUR_IDLE && !c->closing) bus_client_kick(&c->cl);
+    if (budget <= 0 && consumer_free_slot(c) && !c->closing) bus_client_kick(&c->cl);
     consumer_store_pending(c);
     consumer_metrics_flush(c);
     c->in_pump = false;
@@ -526,15 +598,18 @@ static void consumer_revoke(bus_consumer *c, const rd_kafka_topic_partition_list
                 c->buf[kept++] = m;
         }
         c->len = kept;
-        if (!c->rkm || c->rkm->partition != tp->partition ||
-            strcmp(c->cur.msg.topic, tp->topic) != 0)
-            continue;
-        c->revoked = true;
-        if (c->state == CUR_BACKOFF || c->state == CUR_DLQ_BACKOFF) {
-            uv_timer_stop(&c->retry_timer);
-            consumer_finish(c, false);
+        for (unsigned k = 0; k < c->nslots; k++) {
+            consumer_slot *sl = &c->slots[k];
+            if (sl->state == CUR_IDLE || sl->rkm->partition != tp->partition ||
+                strcmp(sl->cur.msg.topic, tp->topic) != 0)
+                continue;
+            sl->revoked = true;
+            if (sl->state == CUR_BACKOFF || sl->state == CUR_DLQ_BACKOFF) {
+                uv_timer_stop(&sl->retry_timer);
+                consumer_finish(sl, false);
+            }
+            /* CUR_HANDLER, CUR_DLQ: wait for them; the offset will not be stored. */
         }
-        /* CUR_HANDLER, CUR_DLQ: wait for them; the offset will not be stored. */
     }
 }
 
@@ -671,6 +746,7 @@ static void consumer_buffer_clear(bus_consumer *c)
 static void consumer_free(bus_consumer *c)
 {
     free(c->buf);
+    free(c->slots);
     free(c->pending);
     if (c->topics) {
         for (size_t i = 0; c->topics[i]; i++)
@@ -703,6 +779,11 @@ bus_consumer *bus_consumer_new(uv_loop_t *loop, const bus_consumer_config *cfg, 
     c->buf = calloc(CONSUMER_BATCH_MAX, sizeof *c->buf);
     if (!c->buf) abort();
     c->batch_want = 1;
+    c->nslots = c->s.max_in_flight;
+    c->slots = calloc(c->nslots, sizeof *c->slots);
+    if (!c->slots) abort();
+    for (unsigned i = 0; i < c->nslots; i++)
+        c->slots[i].c = c;
     c->dlq = cfg->dlq_producer;
     c->all_partitions = cfg->all_partitions;
     c->store_offsets = !cfg->all_partitions;
@@ -752,11 +833,13 @@ bus_consumer *bus_consumer_new(uv_loop_t *loop, const bus_consumer_config *cfg, 
         consumer_free(c);
         return NULL;
     }
-    uv_timer_init(loop, &c->retry_timer);
-    c->retry_timer.data = c;
+    for (unsigned i = 0; i < c->nslots; i++) {
+        uv_timer_init(loop, &c->slots[i].retry_timer);
+        c->slots[i].retry_timer.data = &c->slots[i];
+    }
     uv_timer_init(loop, &c->assign_timer);
     c->assign_timer.data = c;
-    c->own_handles = 2;
+    c->own_handles = 1 + (int)c->nslots;
 
     core_metrics *reg = core_metrics_default();
     c->m_consumed = core_metric_counter(reg, "bus_consumed_total",
@@ -776,9 +859,8 @@ bool bus_consumer_connected(const bus_consumer *c)
     return c && c->cl.connected && !c->cl.fatal;
 }
 
-static void consumer_handle_closed(uv_handle_t *h)
+static void consumer_handle_release(bus_consumer *c)
 {
-    bus_consumer *c = h->data;
     if (--c->own_handles > 0) return;
     void (*done)(void *) = c->close_done;
     void *data = c->close_data;
@@ -786,11 +868,22 @@ static void consumer_handle_closed(uv_handle_t *h)
     if (done) done(data);
 }
 
+static void consumer_assign_timer_closed(uv_handle_t *h)
+{
+    consumer_handle_release(h->data);
+}
+
+static void consumer_retry_timer_closed(uv_handle_t *h)
+{
+    consumer_handle_release(((consumer_slot *)h->data)->c);
+}
+
 static void consumer_closed(bus_client *cl)
 {
     bus_consumer *c = cl->owner;
-    uv_close((uv_handle_t *)&c->retry_timer, consumer_handle_closed);
-    uv_close((uv_handle_t *)&c->assign_timer, consumer_handle_closed);
+    for (unsigned i = 0; i < c->nslots; i++)
+        uv_close((uv_handle_t *)&c->slots[i].retry_timer, consumer_retry_timer_closed);
+    uv_close((uv_handle_t *)&c->assign_timer, consumer_assign_timer_closed);
 }
 
 /* On the thread pool: each of these blocks. */
@@ -812,8 +905,9 @@ static void consumer_final(bus_client *cl)
 
 static void consumer_maybe_final(bus_consumer *c)
 {
-    if (!c->closing || c->final_started || c->state != CUR_IDLE || c->assign_running) return;
-    if (c->in_handler) return; /* bus_done from inside the handler: finish after it returns */
+    if (!c->closing || c->final_started || c->assign_running) return;
+    /* A slot in use, or bus_done from inside a handler: finish after it returns. */
+    if (!consumer_all_idle(c)) return;
     c->final_started = true;
     consumer_store_pending(c);
     consumer_metrics_flush(c);
@@ -828,11 +922,13 @@ void bus_consumer_close(bus_consumer *c, void (*done)(void *data), void *data)
     c->close_data = data;
     uv_timer_stop(&c->assign_timer);
     consumer_buffer_clear(c);
-    if (c->state == CUR_BACKOFF || c->state == CUR_DLQ_BACKOFF) {
-        /* Waiting to retry: give it back (not stored, so redelivered after the restart). */
-        uv_timer_stop(&c->retry_timer);
-        consumer_finish(c, false);
-        return;
+    for (unsigned i = 0; i < c->nslots; i++) {
+        consumer_slot *sl = &c->slots[i];
+        if (sl->state == CUR_BACKOFF || sl->state == CUR_DLQ_BACKOFF) {
+            /* Waiting to retry: give it back (not stored, so redelivered after the restart). */
+            uv_timer_stop(&sl->retry_timer);
+            consumer_finish(sl, false);
+        }
     }
     /* CUR_HANDLER and CUR_DLQ finish through bus_done / the delivery report. */
     consumer_maybe_final(c);

@@ -84,6 +84,7 @@ typedef struct bus_consumer_settings {
     unsigned max_attempts;
     int64_t backoff_base_ms;
     int64_t backoff_max_ms;
+    unsigned max_in_flight;
     char group[256];
     char dlq_topic[256];
     size_t ntopics;

@@ -22,6 +22,7 @@ typedef struct cm_app {
     const char *provider; /* GenerationRequest.provider */
     const char *brokers;
     const char *source; /* ce_source */
+    unsigned consumer_in_flight;
     bool stopping;
     core_metric *m_created;
     core_metric *m_transitions;

@@ -120,6 +120,8 @@ int main(void)
         core_config_string(&cc, "MIGRATIONS_DIR", "services/content-manager/migrations");
     const char *provider = core_config_string(&cc, "GENERATION_PROVIDER", "local");
     int64_t max_body = core_config_int(&cc, "HTTP_MAX_BODY_BYTES", 1 << 20, 1024, 64 << 20);
+    /* As many as the pool's default connections: more would only queue for one. */
+    int64_t in_flight = core_config_int(&cc, "CONSUMER_MAX_IN_FLIGHT", 4, 1, 64);
     db_config dbc;
     db_config_from_env(&cc, &dbc);
     core_config_finish(&cc);
@@ -131,8 +133,11 @@ int main(void)
 
     char source[256];
     snprintf(source, sizeof source, "/services/%s", name);
-    cm_app app = {
-        .loop = uv_default_loop(), .provider = provider, .brokers = brokers, .source = source};
+    cm_app app = {.loop = uv_default_loop(),
+                  .provider = provider,
+                  .brokers = brokers,
+                  .source = source,
+                  .consumer_in_flight = (unsigned)in_flight};
     cm_metrics_init(&app);
     char err[512];
     app.producer = bus_producer_new(

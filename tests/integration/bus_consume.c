@@ -100,8 +100,9 @@ static void close_producer(bus_producer *p)
     ts_bus_close_producer(&loop, p);
 }
 
-/* The group's committed offset for partition 0 of topic, read with a plain client. */
-static int64_t committed_offset(const char *group, const char *topic)
+/* The sum of the group's committed offsets over partitions 0..partitions-1 of topic (a
+ * partition without one counts 0), read with a plain client. */
+static int64_t committed_total(const char *group, const char *topic, int partitions)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     char e[256];
@@ -109,17 +110,38 @@ static int64_t committed_offset(const char *group, const char *topic)
     assert_int_equal(rd_kafka_conf_set(conf, "group.id", group, e, sizeof e), 0);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof e);
     assert_non_null(rk);
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, topic, 0);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(partitions);
+    for (int i = 0; i < partitions; i++)
+        rd_kafka_topic_partition_list_add(l, topic, i);
     assert_int_equal(rd_kafka_committed(rk, l, 10000), 0);
-    int64_t off = l->elems[0].offset;
+    int64_t total = 0;
+    for (int i = 0; i < partitions; i++)
+        total += l->elems[i].offset > 0 ? l->elems[i].offset : 0;
     rd_kafka_topic_partition_list_destroy(l);
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
-    return off;
+    return total;
 }
 
-/* A plain producer for records the bus did not write (no headers, any bytes). */
+/* The group's committed offset for partition 0 of topic. */
+static int64_t committed_offset(const char *group, const char *topic)
+{
+    return committed_total(group, topic, 1);
+}
+
+/* n records "v0".."v<n-1>" keyed "key<i % keys>", all delivered. */
+static void produce_numbered(bus_producer *p, const char *topic, int n, int keys)
+{
+    dr_counts d = {0};
+    for (int i = 0; i < n; i++) {
+        char k[32], v[32];
+        snprintf(k, sizeof k, "key%d", i % keys);
+        snprintf(v, sizeof v, "v%d", i);
+        produce_text(p, topic, k, v, &d);
+    }
+    wait_delivered(&d, n);
+}
+
 static void produce_foreign(const char *topic, const void *key, size_t key_len, const void *value,
                             size_t len)
 {
@@ -711,15 +733,8 @@ static void test_two_consumers_share_a_group(void **state)
     ra->async = rb->async = true;
     bus_consumer *ca = new_consumer(group, topic, ra, NULL, NULL);
     bus_consumer *cb = new_consumer(group, topic, rb, NULL, NULL);
-    dr_counts d = {0};
     int n = 200;
-    for (int i = 0; i < n; i++) {
-        char k[32], v[32];
-        snprintf(k, sizeof k, "key%d", i % 13);
-        snprintf(v, sizeof v, "v%d", i);
-        produce_text(p, topic, k, v, &d);
-    }
-    wait_delivered(&d, n);
+    produce_numbered(p, topic, n, 13);
     int64_t deadline = core_mono_ns() + 60 * (int64_t)1000000000;
     while (ra->n + rb->n < n && core_mono_ns() < deadline)
         ts_run_for(&loop, 50);
@@ -791,6 +806,140 @@ static void test_revocation_while_a_message_is_in_flight(void **state)
     recorder_free(rb);
 }
 
+/* max_in_flight: handlers of different partitions overlap, never two of one partition. */
+
+#define PAR_RECORDS  600
+#define PAR_SLOTS    4
+#define PAR_PARTS    6
+#define PAR_HOLD_MAX 8
+
+typedef struct par_job {
+    uv_timer_t timer;
+    bus_consumer *c;
+    const bus_message *m;
+    bool used;
+    struct par_state *st;
+} par_job;
+
+typedef struct par_state {
+    par_job jobs[PAR_SLOTS];
+    int in_flight, max_in_flight, busy_partition_clash;
+    int busy[PAR_PARTS];
+    int64_t last_offset[PAR_PARTS]; /* of the latest message handed out, per partition */
+    int order_violations;
+    int done_ok, retried;
+    int handled[PAR_RECORDS];
+    unsigned seed;
+} par_state;
+
+static void par_timer_cb(uv_timer_t *t)
+{
+    par_job *j = t->data;
+    par_state *st = j->st;
+    const bus_message *m = j->m;
+    st->busy[m->partition]--;
+    st->in_flight--;
+    j->used = false;
+    char text[32] = {0};
+    memcpy(text, m->value, m->value_len < sizeof text - 1 ? m->value_len : sizeof text - 1);
+    int v = (int)strtol(text + 1, NULL, 10);
+    /* Every seventh record fails once: its retry waits in its slot while the others go on. */
+    if (v % 7 == 0 && m->attempt == 1) {
+        st->retried++;
+        bus_done(j->c, m, BUS_RETRY, "transient");
+        return;
+    }
+    st->handled[v]++;
+    st->done_ok++;
+    bus_done(j->c, m, BUS_OK, NULL);
+}
+
+static void par_handler(bus_consumer *c, const bus_message *m, void *data)
+{
+    par_state *st = data;
+    assert_true(m->partition >= 0 && m->partition < PAR_PARTS);
+    if (st->busy[m->partition]) st->busy_partition_clash++;
+    st->busy[m->partition]++;
+    /* A retry hands out the same offset again; anything else moves forward. */
+    if (m->attempt == 1 && m->offset <= st->last_offset[m->partition]) st->order_violations++;
+    st->last_offset[m->partition] = m->offset;
+    if (++st->in_flight > st->max_in_flight) st->max_in_flight = st->in_flight;
+    par_job *j = NULL;
+    for (int i = 0; i < PAR_SLOTS && !j; i++)
+        if (!st->jobs[i].used) j = &st->jobs[i];
+    assert_non_null(j); /* more than max_in_flight handed out */
+    j->used = true;
+    j->c = c;
+    j->m = m;
+    uv_timer_start(&j->timer, par_timer_cb, 1 + rand_r(&st->seed) % PAR_HOLD_MAX, 0);
+}
+
+static bool par_all_done(void *data)
+{
+    return ((par_state *)data)->done_ok >= PAR_RECORDS;
+}
+
+static void test_max_in_flight_overlaps_partitions_never_within_one(void **state)
+{
+    (void)state;
+    char topic[128], group[128];
+    make_topic(topic, sizeof topic, "bus-it-par", PAR_PARTS);
+    ts_unique_name(group, sizeof group, "bus-it-g");
+    bus_producer *p = new_producer();
+    produce_numbered(p, topic, PAR_RECORDS, 17);
+
+    par_state *st = calloc(1, sizeof *st);
+    assert_non_null(st);
+    st->seed = 7;
+    for (int i = 0; i < PAR_PARTS; i++)
+        st->last_offset[i] = -1;
+    for (int i = 0; i < PAR_SLOTS; i++) {
+        uv_timer_init(&loop, &st->jobs[i].timer);
+        st->jobs[i].timer.data = &st->jobs[i];
+        st->jobs[i].st = st;
+    }
+    char err[256];
+    const char *topics[] = {topic, NULL};
+    bus_consumer_config cfg = {.brokers = brokers,
+                               .group_id = group,
+                               .client_id = "bus-it",
+                               .topics = topics,
+                               .max_attempts = 3,
+                               .backoff_base_ms = 5,
+                               .backoff_max_ms = 20,
+                               .max_in_flight = PAR_SLOTS};
+    bus_consumer *c = bus_consumer_new(&loop, &cfg, par_handler, st, err, sizeof err);
+    if (!c) fail_msg("bus_consumer_new: %s", err);
+    assert_true(ts_run_until(&loop, par_all_done, st, 60000));
+    ts_run_for(&loop, 200);
+    close_consumer(c);
+
+    assert_int_equal(st->busy_partition_clash, 0);
+    assert_int_equal(st->order_violations, 0);
+    assert_true(st->max_in_flight >= 2); /* they did overlap */
+    assert_true(st->max_in_flight <= PAR_SLOTS);
+    assert_true(st->retried > 0);
+    for (int i = 0; i < PAR_RECORDS; i++)
+        assert_int_equal(st->handled[i], 1);
+    assert_int_equal(committed_total(group, topic, PAR_PARTS), PAR_RECORDS);
+    for (int i = 0; i < PAR_SLOTS; i++)
+        uv_close((uv_handle_t *)&st->jobs[i].timer, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    free(st);
+    close_producer(p);
+}
+
+static void test_max_in_flight_out_of_range_is_refused(void **state)
+{
+    (void)state;
+    char err[256];
+    const char *topics[] = {"t", NULL};
+    bus_consumer_config cfg = {
+        .brokers = brokers, .group_id = "g", .topics = topics, .max_in_flight = 65};
+    assert_null(bus_consumer_new(&loop, &cfg, par_handler, NULL, err, sizeof err));
+    assert_non_null(strstr(err, "max_in_flight"));
+}
+
 /* ---------------------------------------------------------------- setup */
 
 static int group_setup(void **state)
@@ -822,6 +971,8 @@ int main(void)
         cmocka_unit_test(test_all_partitions_reads_from_the_end),
         cmocka_unit_test(test_two_consumers_share_a_group),
         cmocka_unit_test(test_revocation_while_a_message_is_in_flight),
+        cmocka_unit_test(test_max_in_flight_overlaps_partitions_never_within_one),
+        cmocka_unit_test(test_max_in_flight_out_of_range_is_refused),
     };
     return cmocka_run_group_tests_name("bus_consume", tests, group_setup, group_teardown);
 }
