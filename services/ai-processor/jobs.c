@@ -13,9 +13,12 @@
 
 typedef struct ai_job ai_job;
 
-/* A message being recorded: one at a time (the consumer hands out one message). */
+/* A message being recorded (several at once with the consumer's max_in_flight, never two of
+ * one partition). */
 typedef struct intake {
     ai_jobs *owner;
+    struct intake *prev, *next; /* in owner->intakes, oldest first */
+    uv_timer_t retry;           /* backs off a failed recording; closing it frees the intake */
     bus_consumer *consumer;
     const bus_message *msg;
     ai_request req;
@@ -60,8 +63,10 @@ typedef struct job_list {
 struct ai_jobs {
     ai_jobs_config cfg;
     job_list waiting, running;
-    intake *in; /* the message being recorded, if any */
-    uv_timer_t intake_retry;
+    struct {
+        intake *head, *tail;
+        int n;
+    } intakes; /* messages being recorded, and recorded ones held back (parked) */
     bool draining;
     uv_timer_t drain_timer;
     void (*drained)(void *data);
@@ -74,6 +79,7 @@ static void job_write_pump(ai_job *job);
 static void drain_check(ai_jobs *j);
 static void on_job_retry(uv_timer_t *t);
 static void on_intake_retry(uv_timer_t *t);
+static void intake_ack_parked(ai_jobs *j, bool all);
 
 /* ---------------------------------------------------------------- lists */
 
@@ -241,13 +247,7 @@ static void jobs_pump(ai_jobs *j)
         job_start(job);
     }
     gauges(j);
-    /* room in the queue again: acknowledge the message held back */
-    intake *in = j->in;
-    if (in && in->parked && j->waiting.n < j->cfg.max_queued) {
-        j->in = NULL;
-        bus_done(in->consumer, in->msg, BUS_OK, NULL);
-        free(in);
-    }
+    intake_ack_parked(j, false); /* room in the queue again: acknowledge what was held back */
 }
 
 /* ---------------------------------------------------------------- event writes */
@@ -447,6 +447,39 @@ static void on_job_retry(uv_timer_t *t)
 
 /* ---------------------------------------------------------------- intake */
 
+static void intake_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+/* Out of the list and acknowledged; freed once its timer has closed. */
+static void intake_end(intake *in, bus_result result, const char *error)
+{
+    ai_jobs *j = in->owner;
+    if (in->prev)
+        in->prev->next = in->next;
+    else
+        j->intakes.head = in->next;
+    if (in->next)
+        in->next->prev = in->prev;
+    else
+        j->intakes.tail = in->prev;
+    j->intakes.n--;
+    bus_done(in->consumer, in->msg, result, error);
+    uv_close((uv_handle_t *)&in->retry, intake_closed);
+}
+
+/* Acknowledges parked intakes, oldest first, while the queue has room (all: regardless). */
+static void intake_ack_parked(ai_jobs *j, bool all)
+{
+    for (intake *in = j->intakes.head, *next; in; in = next) {
+        next = in->next;
+        if (!in->parked) continue;
+        if (!all && j->waiting.n >= j->cfg.max_queued) break;
+        intake_end(in, BUS_OK, NULL);
+    }
+}
+
 static void intake_finish(intake *in, bus_result result, const char *error)
 {
     ai_jobs *j = in->owner;
@@ -466,9 +499,7 @@ static void intake_finish(intake *in, bus_result result, const char *error)
         jobs_pump(j);
         return;
     }
-    j->in = NULL;
-    bus_done(in->consumer, in->msg, result, error);
-    free(in);
+    intake_end(in, result, error);
     jobs_pump(j);
     drain_check(j);
 }
@@ -487,7 +518,7 @@ static void intake_failed(intake *in, const char *error)
     core_log_warn("job not recorded, retrying", CORE_F_STR("job_id", in->req.job_id),
                   CORE_F_STR("error", error), CORE_F_INT("retry_ms", delay));
     in->inserted = false;
-    uv_timer_start(&j->intake_retry, on_intake_retry, delay, 0);
+    uv_timer_start(&in->retry, on_intake_retry, delay, 0);
 }
 
 static void on_intake_committed(const db_result *r, void *data)
@@ -608,13 +639,12 @@ static void intake_begin(intake *in)
 
 static void on_intake_retry(uv_timer_t *t)
 {
-    ai_jobs *j = t->data;
-    if (!j->in) return;
-    if (j->draining) {
-        intake_finish(j->in, BUS_RETRY, "draining");
+    intake *in = t->data;
+    if (in->owner->draining) {
+        intake_finish(in, BUS_RETRY, "draining");
         return;
     }
-    intake_begin(j->in);
+    intake_begin(in);
 }
 
 void ai_jobs_on_message(bus_consumer *c, const bus_message *m, void *data)
@@ -648,7 +678,15 @@ void ai_jobs_on_message(bus_consumer *c, const bus_message *m, void *data)
     else
         snprintf(in->event_id, sizeof in->event_id, "kafka:%.100s:%d:%lld", m->topic,
                  (int)m->partition, (long long)m->offset);
-    j->in = in;
+    uv_timer_init(j->cfg.loop, &in->retry);
+    in->retry.data = in;
+    in->prev = j->intakes.tail;
+    if (j->intakes.tail)
+        j->intakes.tail->next = in;
+    else
+        j->intakes.head = in;
+    j->intakes.tail = in;
+    j->intakes.n++;
     intake_begin(in);
 }
 
@@ -700,7 +738,7 @@ void ai_jobs_resume(ai_jobs *j, void (*done)(void *data, const char *err, int co
 
 static void drain_check(ai_jobs *j)
 {
-    if (!j->draining || !j->drained || j->running.n > 0 || j->in) return;
+    if (!j->draining || !j->drained || j->running.n > 0 || j->intakes.n > 0) return;
     uv_timer_stop(&j->drain_timer);
     void (*fn)(void *) = j->drained;
     j->drained = NULL;
@@ -740,18 +778,18 @@ void ai_jobs_drain(ai_jobs *j, int64_t timeout_ms, void (*done)(void *data), voi
         job_free(job);
     }
     gauges(j);
-    intake *in = j->in;
-    if (in && in->parked) {
-        j->in = NULL;
-        bus_done(in->consumer, in->msg, BUS_OK, NULL);
-        free(in);
-    } else if (in && uv_is_active((uv_handle_t *)&j->intake_retry)) {
-        uv_timer_stop(&j->intake_retry);
-        intake_finish(in, BUS_RETRY, "draining");
-        return;
-    }
     uv_timer_start(&j->drain_timer, on_drain_timeout, (uint64_t)(timeout_ms > 0 ? timeout_ms : 1),
                    0);
+    /* Recorded and held back: acknowledged (the jobs are in the table). Waiting to retry
+     * recording: given back uncommitted. The others finish their transaction first. */
+    intake_ack_parked(j, true);
+    for (intake *in = j->intakes.head, *next; in; in = next) {
+        next = in->next;
+        if (uv_is_active((uv_handle_t *)&in->retry)) {
+            uv_timer_stop(&in->retry);
+            intake_finish(in, BUS_RETRY, "draining");
+        }
+    }
     drain_check(j);
 }
 
@@ -764,8 +802,6 @@ ai_jobs *ai_jobs_new(const ai_jobs_config *cfg)
     j->cfg = *cfg;
     if (j->cfg.max_concurrent < 1) j->cfg.max_concurrent = 1;
     if (j->cfg.max_queued < 1) j->cfg.max_queued = 1;
-    uv_timer_init(cfg->loop, &j->intake_retry);
-    j->intake_retry.data = j;
     uv_timer_init(cfg->loop, &j->drain_timer);
     j->drain_timer.data = j;
     core_metrics *reg = core_metrics_default();
@@ -795,8 +831,7 @@ void ai_jobs_free(ai_jobs *j)
         list_remove(&j->waiting, job);
         job_free(job);
     }
-    /* Handles close in order: the second callback frees j (run the loop afterwards). */
-    uv_close((uv_handle_t *)&j->intake_retry, NULL);
+    /* The timer's close callback frees j (run the loop afterwards). */
     uv_close((uv_handle_t *)&j->drain_timer, jobs_freed);
 }
 

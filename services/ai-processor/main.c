@@ -29,6 +29,7 @@ typedef struct svc {
     const char *brokers;
     const char *migrations;
     int64_t drain_ms;
+    unsigned intake_in_flight;
     http_server *http;
     bus_producer *producer; /* dead letters */
     bus_consumer *consumer;
@@ -81,7 +82,8 @@ static void on_resumed(void *data, const char *err, int count)
                                                           .client_id = SERVICE,
                                                           .topics = topics,
                                                           .dlq_topic = TOPIC_DLQ_AI_PROCESSOR,
-                                                          .dlq_producer = s->producer},
+                                                          .dlq_producer = s->producer,
+                                                          .max_in_flight = s->intake_in_flight},
                                    ai_jobs_on_message, s->jobs, e, sizeof e);
     if (!s->consumer) {
         fatal_stop(s, "cannot start the consumer", e);
@@ -196,6 +198,9 @@ int main(void)
     const char *ai_provider = core_config_enum(&cc, "AI_PROVIDER", "local", providers);
     int64_t max_concurrent = core_config_int(&cc, "AI_MAX_CONCURRENT", 8, 1, 1024);
     int64_t max_queued = core_config_int(&cc, "AI_MAX_QUEUED", 256, 1, 100000);
+    /* Requests recorded at once (each a transaction); as many as the pool's default
+     * connections: more would only queue for one. */
+    int64_t intake_in_flight = core_config_int(&cc, "CONSUMER_MAX_IN_FLIGHT", 4, 1, 64);
     int64_t drain_ms = core_config_duration_ms(&cc, "AI_DRAIN_TIMEOUT", "10s");
     db_config dbc;
     db_config_from_env(&cc, &dbc);
@@ -210,7 +215,8 @@ int main(void)
     svc s = {.loop = uv_default_loop(),
              .brokers = brokers,
              .migrations = migrations,
-             .drain_ms = drain_ms};
+             .drain_ms = drain_ms,
+             .intake_in_flight = (unsigned)intake_in_flight};
     char err[256];
     s.producer = bus_producer_new(s.loop,
                                   &(bus_producer_config){.brokers = brokers,
