@@ -250,6 +250,62 @@ static void handle_get(http_req *req, void *data)
     core_buf_free(&sql);
 }
 
+/* The item's history (migrations/003_item_events.sql): its newest HISTORY_MAX events, oldest
+ * first. The item's own row comes with them, so an unknown id is a 404, not an empty list. */
+#define HISTORY_MAX "500"
+
+static json_t *opt_str(const db_result *r, int row, const char *col)
+{
+    const char *v = db_result_get(r, row, col);
+    return v ? json_string(v) : json_null();
+}
+
+static void on_history(const db_result *r, void *data)
+{
+    http_req *req = data;
+    if (!db_result_ok(r)) {
+        core_log_warn("history failed", CORE_F_STR("error", db_result_error(r)));
+        http_set_header(req, "Retry-After", "1");
+        http_respond_problem(req, 503, "Service Unavailable", "the database is unavailable");
+    } else if (db_result_rows(r) == 0) {
+        http_respond_problem(req, 404, "Not Found", "no such item");
+    } else {
+        json_t *events = json_array();
+        for (int i = 0; i < db_result_rows(r); i++) {
+            if (!db_result_get(r, i, "what")) continue; /* an item older than its history */
+            int64_t version = 0, percent = 0;
+            db_result_int64(r, i, db_result_column(r, "version"), &version);
+            json_t *e = json_pack("{s:s,s:s,s:s,s:o,s:I}", "at", db_result_get(r, i, "at"), "what",
+                                  db_result_get(r, i, "what"), "status",
+                                  db_result_get(r, i, "status"), "from_status",
+                                  opt_str(r, i, "from_status"), "version", (json_int_t)version);
+            json_object_set_new(e, "stage", opt_str(r, i, "stage"));
+            if (db_result_int64(r, i, db_result_column(r, "percent"), &percent))
+                json_object_set_new(e, "percent", json_integer(percent));
+            else
+                json_object_set_new(e, "percent", json_null());
+            json_object_set_new(e, "detail", opt_str(r, i, "detail"));
+            json_array_append_new(events, e);
+        }
+        http_respond_json(req, 200, json_pack("{s:o}", "events", events));
+    }
+    http_req_unref(req);
+}
+
+static void handle_history(http_req *req, void *data)
+{
+    cm_app *app = data;
+    char id[CORE_UUID_STRLEN + 1];
+    if (!item_id(req, id)) return;
+    const char *params[] = {id};
+    db_query(app->db,
+             "SELECT e.what, e.status, e.from_status, e.version, e.stage, e.percent, e.detail, "
+             "to_char(e.at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS at "
+             "FROM items i LEFT JOIN LATERAL (SELECT * FROM item_events WHERE item_id = i.id "
+             "ORDER BY id DESC LIMIT " HISTORY_MAX ") e ON true WHERE i.id = $1 ORDER BY e.id",
+             1, params, on_history, http_req_ref(req));
+}
+
 /* ---------------------------------------------------------------- changes */
 
 static void handle_patch(http_req *req, void *data)
@@ -313,6 +369,7 @@ void cm_api_register(cm_app *app)
     http_route(app->http, "POST", ITEMS, handle_create, app);
     http_route(app->http, "GET", ITEMS, handle_list, app);
     http_route(app->http, "GET", ITEMS "/{id}", handle_get, app);
+    http_route(app->http, "GET", ITEMS "/{id}/history", handle_history, app);
     http_route(app->http, "PATCH", ITEMS "/{id}", handle_patch, app);
     http_route(app->http, "POST", ITEMS "/{id}/approve", handle_approve, app);
     http_route(app->http, "POST", ITEMS "/{id}/regenerate", handle_regenerate, app);

@@ -165,6 +165,35 @@ static void get_item(resp *out, const char *id)
     assert_int_equal(out->status, 200);
 }
 
+/* The item's history as "what:status:version[:stage percent][:detail]" entries joined by
+ * spaces, oldest first. */
+static void get_history(const char *id, char *out, size_t cap)
+{
+    char path[256];
+    resp r = {0};
+    snprintf(path, sizeof path, ITEMS "/%s/history", id);
+    call_json(&r, "GET", path, NULL);
+    assert_int_equal(r.status, 200);
+    json_t *events = json_object_get(r.json, "events");
+    assert_true(json_is_array(events));
+    size_t len = 0, i;
+    json_t *e;
+    out[0] = '\0';
+    json_array_foreach(events, i, e)
+    {
+        int n = snprintf(out + len, cap - len, "%s%s:%s:%lld", i ? " " : "", jstr(e, "what"),
+                         jstr(e, "status"), (long long)jint(e, "version"));
+        if (*jstr(e, "stage") && strcmp(jstr(e, "what"), "progress") == 0)
+            n += snprintf(out + len + n, cap - len - n, ":%s %lld", jstr(e, "stage"),
+                          (long long)jint(e, "percent"));
+        if (*jstr(e, "detail"))
+            n += snprintf(out + len + n, cap - len - n, ":%s", jstr(e, "detail"));
+        assert_true((size_t)n < cap - len);
+        len += (size_t)n;
+    }
+    ts_resp_free(&r);
+}
+
 /* Polls GET until the item has status, or fails. */
 static void wait_status(resp *out, const char *id, const char *status, int64_t ms)
 {
@@ -488,6 +517,16 @@ static void test_done_generates_and_approve(void **state)
     get_item(&r, id);
     assert_string_equal(jstr(r.json, "body"), "edited");
     assert_int_equal(jint(r.json, "version"), 4);
+
+    /* its history: every committed change once, in order (the refused ones left no trace) */
+    char history[512];
+    get_history(id, history, sizeof history);
+    assert_string_equal(history, "created:generating:1 progress:generating:1:ranking 40 "
+                                 "status:generated:2 edited:generated:3 status:approved:4");
+    call_json(&r, "GET", ITEMS "/01936c6e-0000-7000-8000-000000000000/history", NULL);
+    assert_problem(&r, 404);
+    call_json(&r, "GET", ITEMS "/not-a-uuid/history", NULL);
+    assert_problem(&r, 400);
     ts_resp_free(&r);
 }
 
@@ -727,6 +766,9 @@ static void test_duplicate_stale_and_failed_progress(void **state)
     assert_string_equal(jstr(r.json, "failure_reason"), "provider exploded");
     assert_string_equal(jstr(r.json, "body"), "first");
     assert_int_equal(jint(r.json, "version"), 4);
+    char history[512];
+    get_history(id, history, sizeof history);
+    assert_non_null(strstr(history, "status:failed:4:provider exploded"));
     /* a failed item can be regenerated */
     call_json(&r, "POST", path, NULL);
     assert_int_equal(r.status, 200);

@@ -1,4 +1,5 @@
-import { NavLink, Navigate, Route, Routes } from "react-router-dom";
+import { useEffect, useRef } from "react";
+import { NavLink, Navigate, Route, Routes, useLocation } from "react-router-dom";
 import { useAuth } from "./useAuth";
 import { auth } from "./lib/auth";
 import { ContentList } from "./pages/ContentList";
@@ -13,6 +14,15 @@ import { ImportPage, ListsPage, SegmentsPage, SubscriberDetail, SubscribersPage 
 export function App() {
   const { state } = useAuth();
   const needsSignIn = state.mode === "signed-out";
+  // a new page: focus goes to its main region (as after a page load), so a keyboard or screen
+  // reader user continues in the new page, not on a link that may be gone
+  const { pathname } = useLocation();
+  const shown = useRef(pathname);
+  useEffect(() => {
+    if (shown.current === pathname) return;
+    shown.current = pathname;
+    document.getElementById("main")?.focus();
+  }, [pathname]);
   return (
     <div className="app">
       <a className="skip" href="#main">

@@ -23,6 +23,7 @@ import { tmpdir } from "node:os";
 import { createServer } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { createRequire } from "node:module";
 import { chromium } from "playwright-core";
 
 const DASH = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -32,6 +33,9 @@ const STATIC = process.env.GATEWAY_STATIC_DIR ?? join(ROOT, "build/dashboard");
 const LOGS = join(ROOT, "var/log/tests");
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const SHOTS = process.env.DASHBOARD_SCREENSHOTS;
+// axe-core (pinned in package-lock.json), evaluated in the page: the index's CSP allows no
+// injected <script>, and the evaluation does not need one
+const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
 const WIDE = { width: 1280, height: 860 };
 const PHONE = { width: 390, height: 844 };
 
@@ -87,35 +91,40 @@ async function startService(name, port, env, readyPath = "/readyz", bin = name) 
   return svc;
 }
 
+// SIGTERM, then SIGKILL after 30 s; the exit code
+async function stopService(s) {
+  if (s.exited === null) {
+    s.child.kill("SIGTERM");
+    const end = Date.now() + 30_000;
+    while (s.exited === null && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+    if (s.exited === null) {
+      s.child.kill("SIGKILL");
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+  return s.exited;
+}
+
 async function stopServices() {
   const codes = {};
-  for (const s of [...services].reverse()) {
-    if (s.exited === null) {
-      s.child.kill("SIGTERM");
-      const end = Date.now() + 30_000;
-      while (s.exited === null && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
-      if (s.exited === null) {
-        s.child.kill("SIGKILL");
-        await new Promise((r) => setTimeout(r, 200));
-      }
-    }
-    codes[s.name] = s.exited;
-  }
+  for (const s of [...services].reverse()) codes[s.name] = await stopService(s);
   return codes;
 }
 
 let gw = 0;
+let cmEnv = {};
 const base = () => `http://127.0.0.1:${gw}`;
 
 async function startStack() {
   const brokers = process.env.KAFKA_BROKERS;
   const ports = { cm: await freePort(), ai: await freePort(), rt: await freePort(), gw: await freePort(), dead: await freePort() };
   const common = { KAFKA_BROKERS: brokers, ASAN_OPTIONS: "detect_leaks=1:abort_on_error=0" };
-  await startService("content-manager", ports.cm, {
+  cmEnv = {
     ...common,
     DATABASE_URL: process.env.CONTENT_MANAGER_DATABASE_URL,
     MIGRATIONS_DIR: join(ROOT, "services/content-manager/migrations"),
-  });
+  };
+  await startService("content-manager", ports.cm, cmEnv);
   await startService("ai-processor", ports.ai, {
     ...common,
     DATABASE_URL: process.env.AI_PROCESSOR_DATABASE_URL,
@@ -231,6 +240,7 @@ async function startFullStack(ports) {
     ADMIN_EMAIL: full.admin.email,
     ADMIN_PASSWORD: full.admin.password,
     IMPORT_BATCH_ROWS: "50", // several progress events for a small file
+    AUTH_ACCESS_TTL: "40s", // the dashboard refreshes it 30 s early: silently, during the tests
   });
   const gp = await freePort();
   await startService(
@@ -313,6 +323,87 @@ async function shot(page, name, fullPage = false) {
   if (!SHOTS) return;
   mkdirSync(SHOTS, { recursive: true });
   await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage });
+}
+
+// Runs axe-core on the page as it is: WCAG 2.x A and AA (contrast included) and the best
+// practices. Returns the serious and critical violations as lines; prints the others.
+async function axeViolations(page, label) {
+  if (!(await page.evaluate(() => "axe" in window))) await page.evaluate(AXE_SOURCE);
+  const res = await page.evaluate(() =>
+    window.axe.run(document, {
+      runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"] },
+      resultTypes: ["violations"],
+    }),
+  );
+  const lines = [];
+  for (const v of res.violations) {
+    const where = v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(" | ");
+    const line = `${label}: ${v.impact} ${v.id} (${v.help}) at ${where}${v.nodes.length > 3 ? ` and ${v.nodes.length - 3} more` : ""}`;
+    if (v.impact === "serious" || v.impact === "critical") lines.push(line);
+    else console.log(`    axe (not failing) ${line}`);
+  }
+  const contrast = [...res.passes, ...res.violations].some((r) => r.id === "color-contrast");
+  return { lines, rules: res.passes.length + res.violations.length, contrast };
+}
+
+// What sticks out past the right edge (for a page that scrolls sideways).
+async function overflowing(page) {
+  return page.evaluate(() => {
+    const w = document.documentElement.clientWidth;
+    const out = [];
+    for (const e of document.querySelectorAll("body *")) {
+      if (e.closest(".scroll-x") && !e.classList.contains("scroll-x")) continue; // scrolls by itself
+      const r = e.getBoundingClientRect();
+      if (r.right > w + 0.5 && !(e.parentElement && e.parentElement.getBoundingClientRect().right > w + 0.5))
+        out.push(`${e.tagName.toLowerCase()}${e.className ? `.${String(e.className).split(" ").join(".")}` : ""} to ${Math.round(r.right)}px`);
+    }
+    return out.slice(0, 5).join(", ") || "nothing visible";
+  });
+}
+
+// Client-side navigation (a reload would sign out: tokens live in memory).
+async function navigate(page, path) {
+  await page.evaluate((p) => {
+    window.history.pushState({}, "", p);
+    window.dispatchEvent(new PopStateEvent("popstate"));
+  }, path);
+}
+
+// What has the keyboard focus: its accessible text and whether a focus indicator shows (an
+// outline at least 2 px wide, or a box shadow).
+async function focused(page) {
+  return page.evaluate(() => {
+    const e = document.activeElement;
+    if (!e || e === document.body) return { text: "", id: "", ring: false };
+    const st = getComputedStyle(e);
+    const outline = st.outlineStyle !== "none" && parseFloat(st.outlineWidth) >= 2;
+    return {
+      text: (e.getAttribute("aria-label") || e.textContent || "").trim(),
+      id: e.id,
+      tag: e.tagName.toLowerCase(),
+      ring: outline || (st.boxShadow !== "none" && st.boxShadow !== ""),
+      outline: `${st.outlineStyle} ${st.outlineWidth} ${st.outlineColor}`,
+    };
+  });
+}
+
+// Tab (or Shift+Tab) until the focused element matches; fails after max presses.
+async function tabTo(page, match, { back = false, max = 40 } = {}) {
+  for (let i = 0; i < max; i++) {
+    await page.keyboard.press(back ? "Shift+Tab" : "Tab");
+    const f = await focused(page);
+    if (typeof match === "function" ? match(f) : f.text === match || f.id === match) return f;
+  }
+  throw new Error(`assertion failed: ${String(match)} not reached with ${back ? "Shift+" : ""}Tab`);
+}
+
+async function waitStatus(id, status, api = apiJson) {
+  for (let i = 0; i < 300; i++) {
+    const r = await api("GET", `/api/content/items/${id}`);
+    if (r.json?.status === status) return r.json;
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  throw new Error(`assertion failed: item ${id} never reached ${status}`);
 }
 
 // ---------------------------------------------------------------- tests
@@ -399,6 +490,117 @@ test("stale_edit_shows_the_problem_detail", async ({ page }) => {
   assert(it.json.body === "Their edit", `their edit stands: ${it.json.body}`);
   await page.getByRole("button", { name: "Discard my edit and show the latest" }).click();
   assert((await page.getByLabel("Draft").inputValue()) === "Their edit", "the latest body is shown");
+});
+
+test("regenerate_archive_and_the_history_from_the_server", async ({ page }) => {
+  const c = await apiJson("POST", "/api/content/items", { title: `Regenerate ${uniq}`, kind: "article", sources: SOURCES.map((text) => ({ text })) });
+  assert(c.status === 201, `created ${c.status}`);
+  const id = c.json.id;
+  await waitStatus(id, "generated");
+  await page.goto(`${base()}/content/${id}`);
+  await page.evaluate(() => (window.__sameDocument = true));
+  await page.getByTestId("live").filter({ hasText: "live" }).waitFor({ timeout: 20_000 });
+  const history = page.getByTestId("history");
+  await history.getByText(/generated \(version 2\)/).waitFor();
+  // regenerate: a new job, generating then generated again, live
+  await page.getByRole("button", { name: "Regenerate" }).click();
+  await history.getByText(/generating \(version 3\), was generated/).waitFor({ timeout: 20_000 });
+  await history.getByText(/generated \(version 4\)/).waitFor({ timeout: 60_000 });
+  await page.locator(".badge", { hasText: /^generated$/ }).waitFor();
+  // archive, after confirming: no action is left
+  let asked = "";
+  page.once("dialog", (d) => {
+    asked = d.message();
+    void d.accept();
+  });
+  await page.getByRole("button", { name: "Archive" }).click();
+  await page.locator(".badge", { hasText: /^archived$/ }).waitFor({ timeout: 10_000 });
+  assert(/cannot be edited/.test(asked), `archiving asks first: ${asked}`);
+  assert((await page.getByTestId("edit-controls").getByRole("button").count()) === 0, "an archived item has no actions");
+  assert(await page.getByLabel("Draft").evaluate((e) => e.readOnly), "an archived draft is read-only");
+  assert(await page.evaluate(() => window.__sameDocument === true), "the page was never reloaded");
+  assert((await apiJson("GET", `/api/content/items/${id}`)).json.status === "archived", "the API says archived");
+  // after a reload the history is the server's, whole and in order
+  await page.reload();
+  await history.getByText(/archived \(version 5\)/).waitFor();
+  const text = await history.innerText();
+  const order = ["created: generating (version 1)", "generated (version 2)", "generating (version 3)", "generated (version 4)", "archived (version 5)"].map((t) => text.indexOf(t));
+  assert(order.every((i, k) => i >= 0 && (k === 0 || i > order[k - 1])), `the history, in order: ${text}`);
+  assert(/composing 75%/.test(text), `the stages too: ${text}`);
+  assert((await history.locator("[data-live]").count()) === 0, "every entry is the server's");
+});
+
+test("a_dropped_stream_resumes_with_last_event_id", async ({ page }) => {
+  const c = await apiJson("POST", "/api/content/items", { title: `Resume ${uniq}`, kind: "social", sources: [{ text: SOURCES[2] }], generate: false });
+  assert(c.status === 201, `created ${c.status}`);
+  const id = c.json.id;
+  const since = `t${Date.now()}`;
+  const stream = new RegExp(`/api/realtime/events\\?channels=content%3A${id}`);
+  const resumedWith = new Promise((res) =>
+    page.on("request", async (req) => {
+      if (!stream.test(req.url())) return;
+      const h = await req.allHeaders();
+      if (h["last-event-id"]) res(h["last-event-id"]);
+    }),
+  );
+  // The page's first stream gives one position and ends, as a dropped connection does; the
+  // item is edited while it is down. The browser comes back by itself with Last-Event-ID, and
+  // realtime replays what was missed.
+  await page.route(
+    stream,
+    async (route) => {
+      const e = await fetch(`${base()}/api/content/items/${id}`, {
+        method: "PATCH",
+        headers: { "content-type": "application/json", "if-match": '"1"' },
+        body: JSON.stringify({ body: `Edited while the stream was down ${uniq}` }),
+      });
+      assert(e.status === 200, `edit ${e.status}`);
+      await route.fulfill({ status: 200, headers: { "content-type": "text/event-stream", "cache-control": "no-cache" }, body: `retry: 1000\nid: ${since}\n\n` });
+    },
+    { times: 1 },
+  );
+  await page.goto(`${base()}/content/${id}`);
+  await page.evaluate(() => (window.__sameDocument = true));
+  const sent = await Promise.race([resumedWith, new Promise((res) => setTimeout(() => res(null), 20_000))]);
+  assert(sent === since, `the reconnect sent Last-Event-ID ${since}, got ${sent}`);
+  // the replayed event (realtime's id, not the one the dropped stream gave)
+  await page.waitForFunction(
+    (t) => {
+      const v = document.querySelector("[data-testid=live]")?.getAttribute("data-last-event-id") ?? "";
+      return v !== "" && v !== t;
+    },
+    since,
+    { timeout: 20_000 },
+  );
+  const last = await page.getByTestId("live").getAttribute("data-last-event-id");
+  assert(/^t\d+\.c\d+:\d+/.test(last), `a content event was replayed: ${last}`);
+  await page.getByTestId("live").filter({ hasText: /^live$/ }).waitFor();
+  assert((await page.getByLabel("Draft").inputValue()).includes("Edited while the stream was down"), "the edit shows");
+  await page.getByTestId("history").getByText(/draft edited \(version 2\)/).waitFor();
+  assert(await page.evaluate(() => window.__sameDocument === true), "the page was never reloaded");
+});
+
+test("a_failed_generation_shows_its_reason", async ({ page }) => {
+  // a second content-manager whose briefs name a provider the ai-processor does not have
+  const port = await freePort();
+  const other = await startService("content-manager-other-provider", port, { ...cmEnv, GENERATION_PROVIDER: "elsewhere" }, "/readyz", "content-manager");
+  try {
+    const r = await fetch(`http://127.0.0.1:${port}/api/content/items`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ title: `Fails ${uniq}`, kind: "article", sources: [{ text: SOURCES[0] }] }),
+    });
+    assert(r.status === 201, `created ${r.status}`);
+    const { id } = await r.json();
+    await page.goto(`${base()}/content/${id}`);
+    const alert = page.getByRole("alert").filter({ hasText: "Generation failed" });
+    await alert.waitFor({ timeout: 60_000 });
+    assert(/elsewhere/.test(await alert.innerText()), `the reason: ${await alert.innerText()}`);
+    await page.getByTestId("history").getByText(/failed \(version 2\), was generating: .*elsewhere/).waitFor();
+    await page.getByRole("button", { name: "Regenerate" }).waitFor(); // a failed item can be tried again
+  } finally {
+    assert((await stopService(other)) === 0, "the second content-manager exits 0");
+  }
 });
 
 test("content_list_filters_and_load_more", async ({ page }) => {
@@ -508,6 +710,41 @@ test("phone_width_has_no_horizontal_scroll", async ({ page }) => {
   assert((await page.evaluate(() => document.activeElement?.textContent)) === "Skip to content", "skip link first");
 });
 
+test("keyboard_only_navigation_and_a_primary_action", async ({ page }) => {
+  await page.goto(`${base()}/content`);
+  await page.getByRole("heading", { name: "Content", exact: true }).waitFor();
+  const ring = (f) => assert(f.ring, `a visible focus indicator on ${f.tag} "${f.text}": ${f.outline}`);
+  let f = await tabTo(page, "Skip to content", { max: 1 });
+  ring(f);
+  const box = await page.locator(".skip").boundingBox();
+  assert(box && box.x >= 0 && box.y >= 0, "the focused skip link is on screen");
+  // the main navigation
+  ring(await tabTo(page, "Content", { max: 3 }));
+  ring(await tabTo(page, "System", { max: 5 }));
+  await page.keyboard.press("Enter");
+  await page.waitForURL(/\/system$/);
+  await page.getByRole("heading", { name: "System", exact: true }).waitFor();
+  assert(await page.evaluate(() => document.activeElement?.id === "main"), "focus moves to the new page");
+  ring(await tabTo(page, "Content", { back: true, max: 10 }));
+  await page.keyboard.press("Enter");
+  await page.waitForURL(/\/content$/);
+  // a primary action: a new brief, created and approved with the keyboard alone
+  ring(await tabTo(page, "New brief", { max: 15 }));
+  await page.keyboard.press("Enter");
+  await page.getByRole("heading", { name: "New brief", exact: true }).waitFor();
+  ring(await tabTo(page, "b-title", { max: 5 }));
+  await page.keyboard.type(`Keyboard ${uniq}`);
+  ring(await tabTo(page, "b-src-0", { max: 10 }));
+  await page.keyboard.type(SOURCES[1]);
+  ring(await tabTo(page, "Create and generate", { max: 10 }));
+  await page.keyboard.press("Enter");
+  await page.waitForURL(/\/content\/[0-9a-f-]{36}$/);
+  await page.locator(".badge", { hasText: /^generated$/ }).waitFor({ timeout: 60_000 });
+  ring(await tabTo(page, "Approve", { max: 15 }));
+  await page.keyboard.press("Space");
+  await page.locator(".badge", { hasText: /^approved$/ }).waitFor({ timeout: 10_000 });
+});
+
 // ---------------------------------------------------------------- Sources and Subscribers (full stack)
 
 test(
@@ -544,7 +781,7 @@ test(
     await page.getByTestId("live").filter({ hasText: "live" }).waitFor({ timeout: 20_000 });
     await page.getByText("No items yet").waitFor();
     const t0 = Date.now();
-    await page.getByRole("button", { name: /^Run .* now$/ }).click();
+    await page.getByRole("button", { name: /^Run now / }).click();
     await page.getByTestId("run-state").filter({ hasText: "finished" }).waitFor({ timeout: 60_000 });
     console.log(`    run finished after ${Date.now() - t0} ms`);
     const state = await page.getByTestId("run-state").innerText();
@@ -569,7 +806,7 @@ test(
     await page.getByRole("link", { name: "Sources" }).click();
     const row2 = page.locator("tr", { hasText: `Test site ${uniq}` });
     await page.getByTestId("live").filter({ hasText: "live" }).waitFor({ timeout: 20_000 });
-    await row2.getByRole("button", { name: /^Run .* now$/ }).click(); // a second run: nothing new
+    await row2.getByRole("button", { name: /^Run now / }).click(); // a second run: nothing new
     await row2.getByTestId("run-state").filter({ hasText: "finished" }).waitFor({ timeout: 60_000 });
     const again = await row2.getByTestId("run-state").innerText();
     assert(/new 0/.test(again), `the second run finds nothing new: ${again}`);
@@ -693,7 +930,7 @@ test(
     await page.getByRole("heading", { name: "Sources", exact: true }).waitFor();
     await page.getByTestId("live").filter({ hasText: "live" }).waitFor({ timeout: 20_000 }); // the token on the SSE URL
     assert((await page.getByRole("button", { name: "Register a source" }).count()) === 0, "no Register for a viewer");
-    assert((await page.getByRole("button", { name: /Run .* now/ }).count()) === 0, "no Run now for a viewer");
+    assert((await page.getByRole("button", { name: /^Run now/ }).count()) === 0, "no Run now for a viewer");
     await page.getByRole("link", { name: "Subscribers" }).click();
     await page.getByRole("navigation", { name: "Subscribers" }).getByRole("link", { name: "Lists" }).click();
     await page.getByRole("heading", { name: "Subscribers", exact: true }).waitFor();
@@ -701,6 +938,20 @@ test(
     assert((await page.getByRole("button", { name: "Create list" }).count()) === 0, "no New list for a viewer");
     await page.getByRole("navigation", { name: "Subscribers" }).getByRole("link", { name: "Import" }).click();
     await page.getByText("Your role cannot import subscribers.").waitFor();
+    // the access token (40 s here) is refreshed before it expires, without a word
+    const refreshed = await page.waitForResponse((r) => r.url().endsWith("/api/auth/refresh"), { timeout: 40_000 });
+    assert(refreshed.status() === 200, `silent refresh: ${refreshed.status()}`);
+    await page.getByRole("link", { name: "Content", exact: true }).click();
+    await page.getByRole("heading", { name: "Content", exact: true }).waitFor();
+    assert((await page.getByTestId("role").innerText()) === "viewer", "still signed in");
+    // sign out: back to the sign-in form, and the server has revoked the refresh token
+    const logout = page.waitForRequest((r) => r.url().endsWith("/api/auth/logout"));
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.getByRole("heading", { name: "Sign in", exact: true }).waitFor();
+    const { refresh_token } = (await logout).postDataJSON();
+    await new Promise((r) => setTimeout(r, 500)); // the logout's answer
+    const again = await fetch(`${baseFull()}/api/auth/refresh`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ refresh_token }) });
+    assert(again.status === 401, `the signed-out refresh token is refused: ${again.status}`);
     // and the API agrees: the gateway refuses a viewer's write
     const tok = await login(viewer.email, viewer.password);
     const w = await fullApi(tok, "POST", "/api/lists", { name: "nope" });
@@ -726,6 +977,67 @@ test(
       const w = await page.evaluate(() => document.documentElement.scrollWidth);
       assert(w <= PHONE.width, `${path}: ${w}px wide at ${PHONE.width}px`);
     }
+  },
+  { full: true },
+);
+
+test(
+  "accessibility_axe_on_every_main_page_at_both_widths",
+  async ({ page }) => {
+    const admin = await login(full.admin.email, full.admin.password);
+    const as = (m, p, b) => fullApi(admin, m, p, b);
+    const c = await as("POST", "/api/content/items", { title: `Axe ${uniq}`, kind: "article", topic: "energy", sources: SOURCES.map((text) => ({ text })) });
+    assert(c.status === 201, `item: ${c.status}`);
+    await waitStatus(c.json.id, "generated", as);
+    const src = await as("POST", "/api/scraper/sources", { url: `http://127.0.0.1:${full.site}/feed.xml`, kind: "feed", name: `Axe site ${uniq}`, interval: "1h", max_items: 20, paused: true });
+    assert(src.status === 201, `source: ${src.status} ${JSON.stringify(src.json)}`);
+    const main = (p) => p.locator("main h1").first().waitFor();
+    const pages = [
+      ["content list", "/content", (p) => p.locator("table.list tbody tr").first().waitFor()],
+      ["content detail", `/content/${c.json.id}`, (p) => p.getByTestId("live").filter({ hasText: /^live$/ }).waitFor({ timeout: 20_000 })],
+      ["new brief", "/content/new", main],
+      ["sources", "/sources", (p) => p.locator("tr", { hasText: `Axe site ${uniq}` }).waitFor()],
+      ["source", `/sources/${src.json.id}`, (p) => p.getByText("No runs yet").waitFor()],
+      ["subscribers", "/subscribers", (p) => p.locator("[data-testid=subscribers], .empty").first().waitFor()],
+      ["lists", "/subscribers/lists", (p) => p.locator("[data-testid=lists], .empty").first().waitFor()],
+      ["segments", "/subscribers/segments", (p) => p.getByTestId("live-count").filter({ hasText: /match|Fix/ }).waitFor()],
+      ["import", "/subscribers/import", (p) => p.getByTestId("live").filter({ hasText: /^live$/ }).waitFor({ timeout: 20_000 })],
+      ["system", "/system", (p) => p.getByTestId("routes").waitFor()],
+    ];
+    const found = [];
+    let checked = 0;
+    let contrast = 0;
+    const check = async (label) => {
+      const r = await axeViolations(page, label);
+      found.push(...r.lines);
+      checked++;
+      if (r.contrast) contrast++;
+    };
+    for (const vp of [WIDE, PHONE]) {
+      await page.setViewportSize(vp);
+      await page.goto(`${baseFull()}/content`);
+      await page.getByRole("heading", { name: "Sign in", exact: true }).waitFor();
+      await check(`sign-in ${vp.width}px`);
+      await page.getByLabel("Email").fill(full.admin.email);
+      await page.getByLabel("Password").fill("not the password");
+      await page.getByRole("button", { name: "Sign in" }).click();
+      await page.getByRole("alert").waitFor();
+      await check(`sign-in refused ${vp.width}px`);
+      await page.getByLabel("Password").fill(full.admin.password);
+      await page.getByRole("button", { name: "Sign in" }).click();
+      await page.getByTestId("role").waitFor();
+      for (const [name, path, ready] of pages) {
+        await navigate(page, path);
+        await ready(page);
+        await check(`${name} ${vp.width}px`);
+        if (vp === PHONE && (name === "content detail" || name === "lists")) await shot(page, `phone-${name.replace(/ /g, "-")}`);
+        const w = await page.evaluate(() => document.documentElement.scrollWidth);
+        if (w > vp.width) found.push(`${name} ${vp.width}px: ${w}px wide, it scrolls sideways (${await overflowing(page)})`);
+      }
+    }
+    console.log(`    axe: ${checked} page states checked (color contrast on ${contrast}), ${found.length} serious or critical violations`);
+    assert(found.length === 0, `accessibility:\n      ${found.join("\n      ")}`);
+    await as("DELETE", `/api/scraper/sources/${src.json.id}`);
   },
   { full: true },
 );

@@ -25,3 +25,15 @@ export function ProblemView({ error, action }: { error: unknown; action?: string
     </div>
   );
 }
+
+// The same, in one line (a table cell): title, status and detail.
+export function ProblemText({ error }: { error: unknown }) {
+  const p = toProblem(error);
+  return (
+    <span className="bad-text small" title={p.request_id ? `request id ${p.request_id}` : undefined}>
+      {p.title}
+      {p.status ? ` (${p.status})` : ""}
+      {p.detail ? `: ${p.detail}` : ""}
+    </span>
+  );
+}

@@ -36,6 +36,8 @@ export interface HistoryEntry {
   at: number;
   kind: string; // "status", "progress", "reset", ...
   text: string;
+  version: number | null; // the item's version it belongs to (progress: the generating version)
+  stage?: string;
 }
 
 export interface LiveState {
@@ -93,6 +95,7 @@ export function liveReducer(s: LiveState, e: LiveEvent): LiveState {
           id: e.id,
           at: e.at,
           kind: "status",
+          version: d.version ?? s.version,
           text: `${d.status ?? "changed"} (version ${d.version ?? "?"})${d.failure_reason ? `: ${d.failure_reason}` : ""}`,
         }),
       };
@@ -107,21 +110,21 @@ export function liveReducer(s: LiveState, e: LiveEvent): LiveState {
         lastEventId: e.id,
         stage: d.stage,
         percent: pct,
-        history: push(s, { id: e.id, at: e.at, kind: "progress", text: `${d.stage} ${pct}%` }),
+        history: push(s, { id: e.id, at: e.at, kind: "progress", version: s.version, stage: d.stage, text: `${d.stage} ${pct}%` }),
       };
     }
     case "reset":
       return {
         ...s,
         resets: s.resets + 1,
-        history: push(s, { id: `reset-${e.at}-${s.resets}`, at: e.at, kind: "reset", text: e.reason }),
+        history: push(s, { id: `reset-${e.at}-${s.resets}`, at: e.at, kind: "reset", version: null, text: e.reason }),
       };
     case "overflow":
     case "shutdown":
       return {
         ...s,
         connection: "reconnecting",
-        history: push(s, { id: `${e.type}-${e.at}`, at: e.at, kind: e.type, text: `stream ${e.type}; reconnecting` }),
+        history: push(s, { id: `${e.type}-${e.at}`, at: e.at, kind: e.type, version: null, text: `stream ${e.type}; reconnecting` }),
       };
   }
 }

@@ -2,6 +2,7 @@ import { useEffect, useReducer, useState } from "react";
 import { Link, useParams } from "react-router-dom";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { allowedActions, getItem, itemAction, saveBody, type Action, type Item } from "../lib/content";
+import { getHistory, mergeHistory } from "../lib/history";
 import { handoff, initialLive, liveReducer, subscribe } from "../lib/live";
 import { useAuth } from "../useAuth";
 import { formatTime, Progress, StatusBadge } from "../components/bits";
@@ -18,6 +19,8 @@ export function ContentDetail() {
     // a safety net under the live stream while a job runs
     refetchInterval: (q) => (q.state.data?.status === "generating" ? 10_000 : false),
   });
+  // what the server committed; read again whenever the stream says something changed
+  const history = useQuery({ queryKey: ["history", id], queryFn: ({ signal }) => getHistory(id, signal) });
   const [live, dispatch] = useReducer(liveReducer, initialLive);
 
   useEffect(() => {
@@ -32,6 +35,7 @@ export function ContentDetail() {
       // (re)connected, the item changed, or history was lost: read the item again
       if (e.type === "open" || e.type === "content.item" || e.type === "reset")
         void qc.invalidateQueries({ queryKey: ["item", id] });
+      if (e.type !== "error") void qc.invalidateQueries({ queryKey: ["history", id] });
     });
     return () => {
       stopHandoff?.();
@@ -46,6 +50,7 @@ export function ContentDetail() {
   const setItem = (it: Item) => {
     qc.setQueryData(key, it);
     void qc.invalidateQueries({ queryKey: ["items"] });
+    void qc.invalidateQueries({ queryKey: ["history", id] });
   };
   const save = useMutation({
     mutationFn: () => saveBody(id, draft?.text ?? "", draft?.base ?? data!.version),
@@ -78,6 +83,8 @@ export function ContentDetail() {
   const body = draft?.text ?? it.body;
   const dirty = draft !== null && draft.text !== it.body;
   const behind = dirty && draft.base !== it.version;
+  const rows = mergeHistory(history.data, live.history, it.version);
+  const pending = (a: Action, idle: string, busy: string) => (act.isPending && act.variables === a ? busy : idle);
 
   return (
     <section className="detail">
@@ -87,7 +94,7 @@ export function ContentDetail() {
       <div className="title-row">
         <h1>{it.title}</h1>
         <StatusBadge status={it.status} />
-        <span className={`live live-${live.connection}`} data-testid="live">
+        <span className={`live live-${live.connection}`} data-testid="live" data-last-event-id={live.lastEventId ?? ""}>
           {live.connection === "open" ? "live" : live.connection}
         </span>
       </div>
@@ -114,7 +121,13 @@ export function ContentDetail() {
             value={body}
             readOnly={!canEdit || !allowed.edit}
             onChange={(e) => setDraft({ text: e.target.value, base: draft?.base ?? it.version })}
-            placeholder={generating ? "The draft appears here when generation is done." : "No body yet."}
+            placeholder={
+              generating
+                ? "The draft appears here when generation is done."
+                : canEdit && allowed.edit
+                  ? "No body yet: write it here, or Regenerate to have the engine write it."
+                  : "No body yet."
+            }
           />
           {behind && (
             <p className="problem" role="status">
@@ -136,17 +149,23 @@ export function ContentDetail() {
               )}
               {allowed.approve && (
                 <button onClick={() => act.mutate("approve")} disabled={dirty || act.isPending} title={dirty ? "Save the draft first" : undefined}>
-                  Approve
+                  {pending("approve", "Approve", "Approving…")}
                 </button>
               )}
               {allowed.regenerate && (
                 <button className="secondary" onClick={() => act.mutate("regenerate")} disabled={act.isPending}>
-                  Regenerate
+                  {pending("regenerate", "Regenerate", "Regenerating…")}
                 </button>
               )}
               {allowed.archive && (
-                <button className="danger" onClick={() => act.mutate("archive")} disabled={act.isPending}>
-                  Archive
+                <button
+                  className="danger"
+                  disabled={act.isPending}
+                  onClick={() => {
+                    if (window.confirm(`Archive “${it.title}”? An archived item cannot be edited, approved or regenerated.`)) act.mutate("archive");
+                  }}
+                >
+                  {pending("archive", "Archive", "Archiving…")}
                 </button>
               )}
             </div>
@@ -154,11 +173,15 @@ export function ContentDetail() {
         </div>
         <aside className="side-col">
           <h2>Sources</h2>
-          <ol className="sources">
-            {it.sources.map((s, i) => (
-              <li key={i}>{"text" in s ? s.text.slice(0, 160) + (s.text.length > 160 ? "…" : "") : `scraped item ${s.item_id}`}</li>
-            ))}
-          </ol>
+          {it.sources.length === 0 ? (
+            <p className="small muted">None: the draft is written from the title, topic and instructions.</p>
+          ) : (
+            <ol className="sources">
+              {it.sources.map((s, i) => (
+                <li key={i}>{"text" in s ? s.text.slice(0, 160) + (s.text.length > 160 ? "…" : "") : `scraped item ${s.item_id}`}</li>
+              ))}
+            </ol>
+          )}
           {it.instructions && (
             <>
               <h2>Instructions</h2>
@@ -166,19 +189,19 @@ export function ContentDetail() {
             </>
           )}
           <h2>History</h2>
-          <ol className="history" data-testid="history">
-            <li>
-              <time>{formatTime(it.created_at)}</time> created
-            </li>
-            {live.history.map((h) => (
-              <li key={h.id} className={`h-${h.kind}`}>
+          <ol className="history" data-testid="history" aria-busy={history.isFetching}>
+            {!history.data?.length && (
+              <li>
+                <time>{formatTime(it.created_at)}</time> created
+              </li>
+            )}
+            {rows.map((h) => (
+              <li key={h.key} className={`h-${h.kind}`} data-live={h.live || undefined}>
                 <time>{formatTime(h.at)}</time> {h.text}
               </li>
             ))}
-            <li>
-              <time>{formatTime(it.updated_at)}</time> last change: {it.status}, version {it.version}
-            </li>
           </ol>
+          <ProblemView error={history.error} action="Loading the history" />
           {live.resets > 0 && <p className="small muted">The live stream was reset; the item was read again.</p>}
         </aside>
       </div>

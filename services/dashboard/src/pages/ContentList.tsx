@@ -4,7 +4,7 @@ import { useInfiniteQuery, useQueryClient } from "@tanstack/react-query";
 import { flattenPages, KINDS, listItems, nextCursor, STATUSES, type Filters } from "../lib/content";
 import { subscribe } from "../lib/live";
 import { useAuth } from "../useAuth";
-import { Empty, formatTime, StatusBadge } from "../components/bits";
+import { Empty, formatTime, LoadMore, StatusBadge, Table } from "../components/bits";
 import { ProblemView } from "../components/ProblemView";
 
 export function ContentList() {
@@ -115,39 +115,22 @@ export function ContentList() {
         )
       ) : (
         <>
-          <table className="list">
-            <thead>
-              <tr>
-                <th scope="col">Title</th>
-                <th scope="col">Kind</th>
-                <th scope="col">Status</th>
-                <th scope="col" className="hide-narrow">
-                  Updated
-                </th>
+          <Table label="Content items" cols={["Title", "Kind", "Status", { label: "Updated", className: "hide-narrow" }]}>
+            {items.map((it) => (
+              <tr key={it.id}>
+                <td className="wrap">
+                  <Link to={`/content/${it.id}`}>{it.title}</Link>
+                </td>
+                <td>{it.kind}</td>
+                <td>
+                  <StatusBadge status={it.status} />
+                  {it.status === "generating" && it.percent > 0 ? <span className="small"> {it.percent}%</span> : null}
+                </td>
+                <td className="hide-narrow small">{formatTime(it.updated_at)}</td>
               </tr>
-            </thead>
-            <tbody>
-              {items.map((it) => (
-                <tr key={it.id}>
-                  <td>
-                    <Link to={`/content/${it.id}`}>{it.title}</Link>
-                  </td>
-                  <td>{it.kind}</td>
-                  <td>
-                    <StatusBadge status={it.status} />
-                    {it.status === "generating" && it.percent > 0 ? <span className="small"> {it.percent}%</span> : null}
-                  </td>
-                  <td className="hide-narrow small">{formatTime(it.updated_at)}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-          {q.hasNextPage && (
-            <button className="secondary" onClick={() => void q.fetchNextPage()} disabled={q.isFetchingNextPage}>
-              {q.isFetchingNextPage ? "Loading…" : "Load more"}
-            </button>
-          )}
-          {q.isError && <ProblemView error={q.error} action="Loading more" />}
+            ))}
+          </Table>
+          <LoadMore q={q} />
         </>
       )}
     </section>

@@ -3,6 +3,7 @@ import { Link, useNavigate, useSearchParams } from "react-router-dom";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { createItem, KINDS, validateBrief, type Brief, type Kind, type Source } from "../lib/content";
 import { api } from "../lib/api";
+import { isUnavailable } from "../lib/problem";
 import { handoff } from "../lib/live";
 import { useAuth } from "../useAuth";
 import { ProblemView } from "../components/ProblemView";
@@ -127,6 +128,12 @@ export function ContentNew() {
         )}
       </fieldset>
 
+      {scraped.isError && !isUnavailable(scraped.error) && <ProblemView error={scraped.error} action="Loading scraped items" />}
+      {scraped.isSuccess && scrapedItems.length === 0 && (
+        <p className="small muted" data-testid="no-scraped">
+          No scraped items to pick yet: <Link to="/sources">register a source</Link> and run it, or paste source texts above.
+        </p>
+      )}
       {scrapedItems.length > 0 && (
         <fieldset data-testid="scraped-picker">
           <legend>Scraped items</legend>

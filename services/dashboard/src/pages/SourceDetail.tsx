@@ -3,7 +3,7 @@ import { Link, useNavigate, useParams } from "react-router-dom";
 import { useInfiniteQuery, useQuery, useQueryClient } from "@tanstack/react-query";
 import { formatInterval, getScrapedItem, getSource, isTerminal, listRuns, listScrapedItems, mergeRun, type ScrapedItem } from "../lib/scraper";
 import { useAuth } from "../useAuth";
-import { Empty, formatTime, StatusBadge } from "../components/bits";
+import { Empty, formatTime, LoadMore, StatusBadge, Table } from "../components/bits";
 import { ProblemView } from "../components/ProblemView";
 import { RunState, SourceActions, useLiveRuns } from "./Sources";
 
@@ -87,47 +87,22 @@ export function SourceDetail() {
       ) : runList.length === 0 ? (
         <p className="muted">No runs yet. {canEdit ? "“Run now” starts one; otherwise the schedule does." : ""}</p>
       ) : (
-        <div className="scroll-x">
-          <table className="list" data-testid="runs">
-            <thead>
-              <tr>
-                <th scope="col">Started</th>
-                <th scope="col">State</th>
-                <th scope="col" className="hide-narrow">
-                  Trigger
-                </th>
-                <th scope="col" className="num">
-                  Fetched
-                </th>
-                <th scope="col" className="num">
-                  New
-                </th>
-                <th scope="col" className="num">
-                  Unchanged
-                </th>
-                <th scope="col" className="num">
-                  Failed
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {runList.map((r) => (
-                <tr key={r.id}>
-                  <td className="small">{formatTime(r.started_at)}</td>
-                  <td>
-                    {r.state}
-                    {r.error_summary && <div className="bad-text small pre">{r.error_summary}</div>}
-                  </td>
-                  <td className="hide-narrow">{r.trigger}</td>
-                  <td className="num">{r.fetched}</td>
-                  <td className="num">{r.new}</td>
-                  <td className="num">{r.unchanged}</td>
-                  <td className="num">{r.failed}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <Table label="Runs" testId="runs" cols={["Started", "State", { label: "Trigger", className: "hide-narrow" }, { label: "Fetched", className: "num" }, { label: "New", className: "num" }, { label: "Unchanged", className: "num" }, { label: "Failed", className: "num" }]}>
+          {runList.map((r) => (
+            <tr key={r.id}>
+              <td className="small">{formatTime(r.started_at)}</td>
+              <td>
+                {r.state}
+                {r.error_summary && <div className="bad-text small pre">{r.error_summary}</div>}
+              </td>
+              <td className="hide-narrow">{r.trigger}</td>
+              <td className="num">{r.fetched}</td>
+              <td className="num">{r.new}</td>
+              <td className="num">{r.unchanged}</td>
+              <td className="num">{r.failed}</td>
+            </tr>
+          ))}
+        </Table>
       )}
 
       <h2>Scraped items</h2>
@@ -152,11 +127,7 @@ export function SourceDetail() {
               </li>
             ))}
           </ul>
-          {items.hasNextPage && (
-            <button className="secondary" onClick={() => void items.fetchNextPage()} disabled={items.isFetchingNextPage}>
-              {items.isFetchingNextPage ? "Loading…" : "Load more"}
-            </button>
-          )}
+          <LoadMore q={items} />
         </>
       )}
     </section>

@@ -21,7 +21,7 @@ import {
 import { openStream } from "../lib/stream";
 import { ApiError, isUnavailable, type FieldError } from "../lib/problem";
 import { useAuth } from "../useAuth";
-import { Empty, formatTime, StatusBadge } from "../components/bits";
+import { Empty, formatTime, StatusBadge, Table } from "../components/bits";
 import { Field } from "../components/Field";
 import { ProblemView } from "../components/ProblemView";
 import { ServiceUnavailable } from "./ServicePending";
@@ -143,29 +143,33 @@ export function SourceActions({ s, running, onChanged }: { s: ScrapeSource; runn
     onSuccess: (_r, a) => onChanged(a === "delete"),
   });
   const label = s.name || s.url;
+  const busy = (a: "pause" | "resume" | "run" | "delete", idle: string, doing: string) => (act.isPending && act.variables === a ? doing : idle);
+  // the accessible name starts with the visible text (what a speech user says), then the source
+  const runText = running ? "Running…" : busy("run", "Run now", "Starting…");
+  const pauseText = s.status === "paused" ? busy("resume", "Resume", "Resuming…") : busy("pause", "Pause", "Pausing…");
+  const deleteText = busy("delete", "Delete", "Deleting…");
   return (
     <div className="row-actions">
-      <button className="secondary small-btn" onClick={() => act.mutate("run")} disabled={act.isPending || running} aria-label={`Run ${label} now`}>
-        {running ? "Running…" : "Run now"}
+      <button className="secondary small-btn" onClick={() => act.mutate("run")} disabled={act.isPending || running} aria-label={`${runText} ${label}`}>
+        {runText}
       </button>
-      {s.status === "paused" ? (
-        <button className="secondary small-btn" onClick={() => act.mutate("resume")} disabled={act.isPending} aria-label={`Resume ${label}`}>
-          Resume
-        </button>
-      ) : (
-        <button className="secondary small-btn" onClick={() => act.mutate("pause")} disabled={act.isPending} aria-label={`Pause ${label}`}>
-          Pause
-        </button>
-      )}
+      <button
+        className="secondary small-btn"
+        onClick={() => act.mutate(s.status === "paused" ? "resume" : "pause")}
+        disabled={act.isPending}
+        aria-label={`${pauseText} ${label}`}
+      >
+        {pauseText}
+      </button>
       <button
         className="danger small-btn"
         disabled={act.isPending}
-        aria-label={`Delete ${label}`}
+        aria-label={`${deleteText} ${label}`}
         onClick={() => {
           if (window.confirm(`Delete ${label}, with its runs and items?`)) act.mutate("delete");
         }}
       >
-        Delete
+        {deleteText}
       </button>
       <ProblemView error={act.error} action="That" />
     </div>
@@ -216,58 +220,42 @@ export function SourcesPage() {
           <p>{canEdit ? "Register a page, an RSS/Atom feed or a sitemap: the scraper fetches it on its schedule, or at once with “Run now”." : "Editors register sources here."}</p>
         </Empty>
       ) : (
-        <div className="scroll-x">
-          <table className="list">
-            <thead>
-              <tr>
-                <th scope="col">Source</th>
-                <th scope="col">Kind</th>
-                <th scope="col" className="hide-narrow">
-                  Every
-                </th>
-                <th scope="col">Status</th>
-                <th scope="col">Latest run (live)</th>
-                {canEdit && <th scope="col">Actions</th>}
+        <Table label="Sources" cols={["Source", "Kind", { label: "Every", className: "hide-narrow" }, "Status", "Latest run (live)", ...(canEdit ? ["Actions"] : [])]}>
+          {sources.map((s) => {
+            const run = runs[s.id];
+            return (
+              <tr key={s.id} data-source-id={s.id}>
+                <td className="wrap">
+                  <Link to={`/sources/${s.id}`}>{s.name || s.url}</Link>
+                  {s.name && <div className="muted small">{s.url}</div>}
+                </td>
+                <td>{s.kind}</td>
+                <td className="hide-narrow">{formatInterval(s.interval_seconds)}</td>
+                <td>
+                  <StatusBadge status={s.status} />
+                </td>
+                <td>
+                  {run ? (
+                    <RunState run={run} />
+                  ) : s.status === "active" && s.next_run_at ? (
+                    <span className="muted small">next run {formatTime(s.next_run_at)}</span>
+                  ) : (
+                    <RunState run={undefined} />
+                  )}
+                </td>
+                {canEdit && (
+                  <td>
+                    <SourceActions
+                      s={s}
+                      running={!!run && !isTerminal(run.state)}
+                      onChanged={() => void qc.invalidateQueries({ queryKey: ["sources"] })}
+                    />
+                  </td>
+                )}
               </tr>
-            </thead>
-            <tbody>
-              {sources.map((s) => {
-                const run = runs[s.id];
-                return (
-                  <tr key={s.id} data-source-id={s.id}>
-                    <td className="wrap">
-                      <Link to={`/sources/${s.id}`}>{s.name || s.url}</Link>
-                      {s.name && <div className="muted small">{s.url}</div>}
-                    </td>
-                    <td>{s.kind}</td>
-                    <td className="hide-narrow">{formatInterval(s.interval_seconds)}</td>
-                    <td>
-                      <StatusBadge status={s.status} />
-                    </td>
-                    <td>
-                      {run ? (
-                        <RunState run={run} />
-                      ) : s.status === "active" && s.next_run_at ? (
-                        <span className="muted small">next run {formatTime(s.next_run_at)}</span>
-                      ) : (
-                        <RunState run={undefined} />
-                      )}
-                    </td>
-                    {canEdit && (
-                      <td>
-                        <SourceActions
-                          s={s}
-                          running={!!run && !isTerminal(run.state)}
-                          onChanged={() => void qc.invalidateQueries({ queryKey: ["sources"] })}
-                        />
-                      </td>
-                    )}
-                  </tr>
-                );
-              })}
-            </tbody>
-          </table>
-        </div>
+            );
+          })}
+        </Table>
       )}
     </section>
   );

@@ -36,9 +36,9 @@ import {
 import { openStream } from "../lib/stream";
 import { ApiError, isUnavailable, type FieldError } from "../lib/problem";
 import { useAuth } from "../useAuth";
-import { Empty, formatTime, Progress, StatusBadge } from "../components/bits";
+import { Empty, formatTime, LoadMore, Progress, StatusBadge, Table } from "../components/bits";
 import { Field } from "../components/Field";
-import { ProblemView } from "../components/ProblemView";
+import { ProblemText, ProblemView } from "../components/ProblemView";
 import { ServiceUnavailable } from "./ServicePending";
 
 function Shell({ children }: { children: ReactNode }) {
@@ -147,42 +147,21 @@ export function SubscribersPage() {
         )
       ) : (
         <>
-          <div className="scroll-x">
-            <table className="list" data-testid="subscribers">
-              <thead>
-                <tr>
-                  <th scope="col">E-mail</th>
-                  <th scope="col" className="hide-narrow">
-                    Name
-                  </th>
-                  <th scope="col">Status</th>
-                  <th scope="col" className="hide-narrow">
-                    Added
-                  </th>
-                </tr>
-              </thead>
-              <tbody>
-                {rows.map((s) => (
-                  <tr key={s.id}>
-                    <td className="wrap">
-                      <Link to={`/subscribers/${s.id}`}>{s.email ?? (s.erased ? "(erased)" : s.id)}</Link>
-                    </td>
-                    <td className="hide-narrow">{s.name}</td>
-                    <td>
-                      <StatusBadge status={s.status} />
-                    </td>
-                    <td className="hide-narrow small">{formatTime(s.created_at)}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
-          {q.hasNextPage && (
-            <button className="secondary" onClick={() => void q.fetchNextPage()} disabled={q.isFetchingNextPage}>
-              {q.isFetchingNextPage ? "Loading…" : "Load more"}
-            </button>
-          )}
-          {q.isError && <ProblemView error={q.error} action="Loading more" />}
+          <Table label="Subscribers" testId="subscribers" cols={["E-mail", { label: "Name", className: "hide-narrow" }, "Status", { label: "Added", className: "hide-narrow" }]}>
+            {rows.map((s) => (
+              <tr key={s.id}>
+                <td className="wrap">
+                  <Link to={`/subscribers/${s.id}`}>{s.email ?? (s.erased ? "(erased)" : s.id)}</Link>
+                </td>
+                <td className="hide-narrow">{s.name}</td>
+                <td>
+                  <StatusBadge status={s.status} />
+                </td>
+                <td className="hide-narrow small">{formatTime(s.created_at)}</td>
+              </tr>
+            ))}
+          </Table>
+          <LoadMore q={q} />
         </>
       )}
     </Shell>
@@ -265,7 +244,7 @@ function ExportLink({ by, label }: { by: { list_id?: string; segment_id?: string
           Download {name} ({(file.bytes / 1024).toFixed(1)} KB)
         </a>
       ) : (
-        <button className="secondary small-btn" onClick={() => dl.mutate()} disabled={dl.isPending} aria-label={`Export ${label} as CSV`}>
+        <button className="secondary small-btn" onClick={() => dl.mutate()} disabled={dl.isPending} aria-label={`${dl.isPending ? "Preparing…" : "Export CSV"} ${label}`}>
           {dl.isPending ? "Preparing…" : "Export CSV"}
         </button>
       )}
@@ -312,43 +291,24 @@ export function ListsPage() {
           <p>{canEdit ? "Create one below, then import subscribers into it." : "Editors create lists."}</p>
         </Empty>
       ) : (
-        <div className="scroll-x">
-          <table className="list" data-testid="lists">
-            <thead>
-              <tr>
-                <th scope="col">List</th>
-                <th scope="col" className="hide-narrow">
-                  Visibility
-                </th>
-                <th scope="col" className="hide-narrow">
-                  Opt-in
-                </th>
-                <th scope="col" className="num">
-                  Subscribers
-                </th>
-                {canEdit && <th scope="col">Export</th>}
-              </tr>
-            </thead>
-            <tbody>
-              {items.map((l) => (
-                <tr key={l.id}>
-                  <td>
-                    <Link to={`/subscribers?list=${l.id}`}>{l.name}</Link>
-                    {l.description && <div className="muted small">{l.description}</div>}
-                  </td>
-                  <td className="hide-narrow">{l.visibility}</td>
-                  <td className="hide-narrow">{l.optin}</td>
-                  <td className="num">{l.subscriber_count}</td>
-                  {canEdit && (
-                    <td>
-                      <ExportLink by={{ list_id: l.id }} label={l.name} />
-                    </td>
-                  )}
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <Table label="Lists" testId="lists" cols={["List", { label: "Visibility", className: "hide-narrow" }, { label: "Opt-in", className: "hide-narrow" }, { label: "Subscribers", className: "num" }, ...(canEdit ? ["Export"] : [])]}>
+          {items.map((l) => (
+            <tr key={l.id}>
+              <td>
+                <Link to={`/subscribers?list=${l.id}`}>{l.name}</Link>
+                {l.description && <div className="muted small">{l.description}</div>}
+              </td>
+              <td className="hide-narrow">{l.visibility}</td>
+              <td className="hide-narrow">{l.optin}</td>
+              <td className="num">{l.subscriber_count}</td>
+              {canEdit && (
+                <td>
+                  <ExportLink by={{ list_id: l.id }} label={l.name} />
+                </td>
+              )}
+            </tr>
+          ))}
+        </Table>
       )}
       {canEdit && (
         <form className="card" onSubmit={submit} noValidate aria-labelledby="nl-h">
@@ -393,7 +353,7 @@ export function ListsPage() {
 
 function SavedCount({ seg }: { seg: Segment }) {
   const q = useQuery({ queryKey: ["segment-count", seg.id], queryFn: ({ signal }) => segmentCount(seg.id, signal) });
-  return q.isPending ? <span className="muted">…</span> : q.isError ? <span className="bad-text small">{(q.error as Error).message}</span> : <>{q.data.count}</>;
+  return q.isPending ? <span className="muted">…</span> : q.isError ? <ProblemText error={q.error} /> : <>{q.data.count}</>;
 }
 
 function RuleRow({ row, i, lists, onChange, onRemove, error }: { row: CondRow; i: number; lists: Array<{ id: string; name: string }>; onChange: (r: CondRow) => void; onRemove: () => void; error?: string }) {
@@ -510,47 +470,31 @@ export function SegmentsPage() {
           <p>{canEdit ? "Build rules below: the count updates as you type; save it to send to it later." : "Editors define segments."}</p>
         </Empty>
       ) : (
-        <div className="scroll-x">
-          <table className="list" data-testid="segments">
-            <thead>
-              <tr>
-                <th scope="col">Segment</th>
-                <th scope="col" className="hide-narrow">
-                  Rules
-                </th>
-                <th scope="col" className="num">
-                  Matches now
-                </th>
-                {canEdit && <th scope="col">Export</th>}
-              </tr>
-            </thead>
-            <tbody>
-              {items.map((s) => (
-                <tr key={s.id}>
-                  <td>
-                    {s.name}{" "}
-                    {canEdit && rulesToDraft(s.rules) && (
-                      <button className="link small" onClick={() => setDraft(rulesToDraft(s.rules)!)} aria-label={`Edit a copy of ${s.name}`}>
-                        edit a copy
-                      </button>
-                    )}
-                  </td>
-                  <td className="hide-narrow">
-                    <code className="small">{JSON.stringify(s.rules)}</code>
-                  </td>
-                  <td className="num">
-                    <SavedCount seg={s} />
-                  </td>
-                  {canEdit && (
-                    <td>
-                      <ExportLink by={{ segment_id: s.id }} label={s.name} />
-                    </td>
-                  )}
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <Table label="Segments" testId="segments" cols={["Segment", { label: "Rules", className: "hide-narrow" }, { label: "Matches now", className: "num" }, ...(canEdit ? ["Export"] : [])]}>
+          {items.map((s) => (
+            <tr key={s.id}>
+              <td>
+                {s.name}{" "}
+                {canEdit && rulesToDraft(s.rules) && (
+                  <button className="link small" onClick={() => setDraft(rulesToDraft(s.rules)!)} aria-label={`Edit a copy of ${s.name}`}>
+                    edit a copy
+                  </button>
+                )}
+              </td>
+              <td className="hide-narrow">
+                <code className="small">{JSON.stringify(s.rules)}</code>
+              </td>
+              <td className="num">
+                <SavedCount seg={s} />
+              </td>
+              {canEdit && (
+                <td>
+                  <ExportLink by={{ segment_id: s.id }} label={s.name} />
+                </td>
+              )}
+            </tr>
+          ))}
+        </Table>
       )}
       {canEdit && (
         <form
@@ -768,30 +712,17 @@ export function ImportPage() {
                 <p className="muted">None: every row went in.</p>
               ) : (
                 <>
-                  <div className="scroll-x">
-                    <table className="list" data-testid="import-errors">
-                      <thead>
-                        <tr>
-                          <th scope="col" className="num">
-                            Row
-                          </th>
-                          <th scope="col">Problem</th>
-                          <th scope="col">The row</th>
-                        </tr>
-                      </thead>
-                      <tbody>
-                        {report.slice(0, 500).map((r) => (
-                          <tr key={r.row}>
-                            <td className="num">{r.row}</td>
-                            <td>{r.error}</td>
-                            <td>
-                              <code className="small wrap">{r.line}</code>
-                            </td>
-                          </tr>
-                        ))}
-                      </tbody>
-                    </table>
-                  </div>
+                  <Table label="Rows not imported" testId="import-errors" cols={[{ label: "Row", className: "num" }, "Problem", "The row"]}>
+                    {report.slice(0, 500).map((r) => (
+                      <tr key={r.row}>
+                        <td className="num">{r.row}</td>
+                        <td>{r.error}</td>
+                        <td>
+                          <code className="small wrap">{r.line}</code>
+                        </td>
+                      </tr>
+                    ))}
+                  </Table>
                   {report.length > 500 && <p className="muted small">The first 500 of {report.length}: download them all.</p>}
                   <a href={reportCsvUrl} download="import-errors.csv">
                     Download the error report (CSV)

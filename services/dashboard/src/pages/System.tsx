@@ -3,6 +3,7 @@ import { useQuery } from "@tanstack/react-query";
 import { apiText } from "../lib/api";
 import { parsePrometheus, ratePerSecond, routeStats, sampleValue, type RouteStats } from "../lib/prometheus";
 import { fetchReadiness } from "../lib/system";
+import { Table } from "../components/bits";
 import { ProblemView } from "../components/ProblemView";
 
 const REFRESH_MS = 5000;
@@ -77,41 +78,25 @@ export function SystemPage() {
       ) : metrics.data.routes.length === 0 ? (
         <p>No request has been proxied yet: open Content to make some.</p>
       ) : (
-        <div className="scroll-x">
-          <table className="list" data-testid="routes">
-            <thead>
-              <tr>
-                <th scope="col">Route</th>
-                <th scope="col">Upstream</th>
-                <th scope="col" className="num">Requests</th>
-                <th scope="col" className="num">req/s</th>
-                <th scope="col" className="num">4xx</th>
-                <th scope="col" className="num">5xx</th>
-                <th scope="col" className="num">mean</th>
-                <th scope="col" className="num">p95</th>
+        <Table label="Requests by route" testId="routes" cols={["Route", "Upstream", { label: "Requests", className: "num" }, { label: "req/s", className: "num" }, { label: "4xx", className: "num" }, { label: "5xx", className: "num" }, { label: "mean", className: "num" }, { label: "p95", className: "num" }]}>
+          {metrics.data.routes.map((r: RouteStats) => {
+            const rate = metrics.data.rates.get(`${r.route} ${r.upstream}`);
+            return (
+              <tr key={`${r.route} ${r.upstream}`}>
+                <td>
+                  <code>{r.route}</code>
+                </td>
+                <td>{r.upstream}</td>
+                <td className="num">{r.requests}</td>
+                <td className="num">{rate === null || rate === undefined ? "–" : rate.toFixed(2)}</td>
+                <td className="num">{r.byClass["4xx"] ?? 0}</td>
+                <td className={`num ${r.errors ? "bad-text" : ""}`}>{r.errors}</td>
+                <td className="num">{ms(r.meanSeconds)}</td>
+                <td className="num">{ms(r.p95Seconds)}</td>
               </tr>
-            </thead>
-            <tbody>
-              {metrics.data.routes.map((r: RouteStats) => {
-                const rate = metrics.data.rates.get(`${r.route} ${r.upstream}`);
-                return (
-                  <tr key={`${r.route} ${r.upstream}`}>
-                    <td>
-                      <code>{r.route}</code>
-                    </td>
-                    <td>{r.upstream}</td>
-                    <td className="num">{r.requests}</td>
-                    <td className="num">{rate === null || rate === undefined ? "–" : rate.toFixed(2)}</td>
-                    <td className="num">{r.byClass["4xx"] ?? 0}</td>
-                    <td className={`num ${r.errors ? "bad-text" : ""}`}>{r.errors}</td>
-                    <td className="num">{ms(r.meanSeconds)}</td>
-                    <td className="num">{ms(r.p95Seconds)}</td>
-                  </tr>
-                );
-              })}
-            </tbody>
-          </table>
-        </div>
+            );
+          })}
+        </Table>
       )}
       {metrics.data?.rss !== undefined && (
         <p className="small muted">Gateway memory: {(metrics.data.rss / 1048576).toFixed(1)} MiB</p>
