@@ -160,7 +160,7 @@ static void create(resp *out, const char *title, const char *kind)
 static void get_item(resp *out, const char *id)
 {
     char path[256];
-    snprintf(path, sizeof path, ITEMS "/%s", id);
+    snprintf(path, sizeof path, ITEMS "/%.200s", id);
     call_json(out, "GET", path, NULL);
     assert_int_equal(out->status, 200);
 }

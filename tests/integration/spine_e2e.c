@@ -175,7 +175,7 @@ static void create_brief(const char *title, char *id, size_t idlen)
 static void get_item(ts_resp *r, const char *id)
 {
     char path[256];
-    snprintf(path, sizeof path, "/api/content/items/%s", id);
+    snprintf(path, sizeof path, "/api/content/items/%.200s", id);
     gw_call(r, "GET", path, NULL);
 }
 
