@@ -79,7 +79,8 @@ static void on_drain_tick(uv_timer_t *t)
     svc_drain_output();
 }
 
-static void svc_start(const char *extra_env)
+/* extra: up to 4 more NAME=value entries, NULL-terminated. */
+static void svc_start_env(const char *const *extra)
 {
     svc.port = ts_free_port();
     char portenv[64], kenv[512], dbenv[2048], migenv[4200];
@@ -87,10 +88,17 @@ static void svc_start(const char *extra_env)
     snprintf(kenv, sizeof kenv, "KAFKA_BROKERS=%s", brokers);
     snprintf(dbenv, sizeof dbenv, "DATABASE_URL=%s", db_url);
     snprintf(migenv, sizeof migenv, "MIGRATIONS_DIR=%s", migrations_dir);
-    const char *env[] = {portenv, kenv, dbenv, migenv, "AI_DRAIN_TIMEOUT=10s", extra_env, NULL};
+    const char *env[10] = {portenv, kenv, dbenv, migenv, "AI_DRAIN_TIMEOUT=10s"};
+    for (size_t i = 0, n = 5; extra[i] && n < 9; i++)
+        env[n++] = extra[i];
     svc.out[0] = '\0';
     assert_true(ts_spawn(&svc.child, bin_path, NULL, env));
     svc.running = true;
+}
+
+static void svc_start(const char *extra_env)
+{
+    svc_start_env((const char *const[]){extra_env, NULL});
 }
 
 /* Waits for the process to exit and returns its status (-1: it did not, and was killed). */
@@ -543,6 +551,43 @@ static void test_requests_duplicates_and_dead_letters(void **state)
     assert_non_null(strstr(svc.out, "\"msg\":\"drained\""));
 }
 
+/* Several requests recorded at once (CONSUMER_MAX_IN_FLIGHT) against a queue of one: intakes
+ * are held back (parked) and acknowledged as room appears; every request becomes exactly one
+ * job with one queued and one done event, and SIGTERM drains cleanly. */
+static void test_full_queue_holds_concurrent_intakes(void **state)
+{
+    (void)state;
+    if (!brokers || !db_url) skip();
+    svc_start_env((const char *const[]){"LOG_LEVEL=warn", "AI_MAX_QUEUED=1", "AI_MAX_CONCURRENT=1",
+                                        "CONSUMER_MAX_IN_FLIGHT=4", NULL});
+    svc_wait_ready();
+    bus_consumer *progress = reader(TOPIC_AI_GENERATION_PROGRESS, on_progress);
+    bus_producer *p = new_producer();
+    enum { N = 48 };
+    for (int i = 0; i < N; i++) {
+        char job[128];
+        job_id_of(i, job, sizeof job);
+        produce_request(p, i, job, NULL);
+    }
+    wait_deliveries(N);
+    until_done u = {0, N, false};
+    if (!ts_run_until(&loop, items_done, &u, WAIT_MS)) {
+        report_missing(0, N);
+        fail_msg("not every item finished");
+    }
+    ts_run_for(&loop, 2000); /* anything doubled would arrive about now */
+    for (int i = 0; i < N; i++) {
+        item_seen *it = &run.items[i];
+        if (it->queued != 1 || it->done != 1 || it->failed != 0)
+            fail_msg("item %d: queued %d done %d failed %d", i, it->queued, it->done, it->failed);
+    }
+    close_producer(p);
+    close_reader(progress);
+    kill(svc.child.pid, SIGTERM);
+    int status = svc_wait_exit(60000);
+    if (status != 0) fail_msg("exit status %d after SIGTERM; output:\n%s", status, svc.out);
+}
+
 /* The service's own view (its table, not the events, which the relay publishes a little
  * later): how many of this run's jobs are finished and how many are not. */
 static PGconn *pg;
@@ -673,6 +718,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unknown_provider_is_a_config_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_requests_duplicates_and_dead_letters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigkill_mid_run_then_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_queue_holds_concurrent_intakes, setup, teardown),
     };
     int rc = cmocka_run_group_tests_name("ai_processor_service", tests, NULL, NULL);
     curl_global_cleanup();
