@@ -1,6 +1,6 @@
 /*
  * GET /api/realtime/events?channels=content:<id>,content:*,source:<id>,import:*,...
- * (Last-Event-ID to resume)
+ * (Last-Event-ID, or the last_event_id query parameter, to resume)
  * 400 problem+json for a bad channel list or a malformed Last-Event-ID; otherwise a
  * text/event-stream that the hub writes to.
  */
@@ -43,12 +43,15 @@ static void events_handler(http_req *req, void *data)
     }
     rt_posvec resume = {0};
     bool resuming = false;
+    /* A browser's EventSource sends the header on its own reconnects only; a page that opens
+     * a new one (after an HTTP error ended the old) can name the position in the query. */
     const char *last = http_header(req, "Last-Event-ID");
+    if (!last || !*last) last = http_query(req, "last_event_id");
     if (last && *last) {
         if (!rt_posvec_parse(last, &resume)) {
             http_respond_problem(req, 400, "Bad Last-Event-ID",
-                                 "Last-Event-ID is not an id this service sent "
-                                 "(t<ms>.<topic><partition>:<offset>...)");
+                                 "Last-Event-ID (or last_event_id) is not an id this service "
+                                 "sent (t<ms>.<topic><partition>:<offset>...)");
             return;
         }
         resuming = true;

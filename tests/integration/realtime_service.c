@@ -326,6 +326,7 @@ static void test_bad_requests_are_400_problems(void **state)
         "/api/realtime/events?channels=import:a%20b",
         "/api/realtime/events?channels=import:*,runs:1",
         "/api/realtime/events?channels=sources:*",
+        "/api/realtime/events?channels=content:*&last_event_id=t1.x9:1",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_int_equal(ts_http_get_raw(inst_a.port, bad[i], &b), 400);
@@ -447,11 +448,18 @@ static void test_resume_gets_exactly_the_missed_events(void **state)
         snprintf(live[step], sizeof live[step], "%s", ev.id);
     }
     ts_sse_close(&watch);
-    /* Resume on either instance: exactly steps 2..5, then nothing else. */
+    /* Resume on either instance: exactly steps 2..5, then nothing else; on the second with the
+     * position in the query (what a page that opens a new EventSource can send). */
     instance *where[] = {&inst_a, &inst_b};
     for (int w = 0; w < 2; w++) {
         ts_sse r;
-        sse_open(&r, where[w]->port, chan, last);
+        if (w == 0) {
+            sse_open(&r, where[w]->port, chan, last);
+        } else {
+            char with_query[2048];
+            snprintf(with_query, sizeof with_query, "%s&last_event_id=%s", chan, last);
+            sse_open(&r, where[w]->port, with_query, NULL);
+        }
         for (int step = 2; step < STORY; step++) {
             assert_true(ts_sse_next(&r, &ev, 20000));
             expect_story_event(&ev, item, step);

@@ -1,5 +1,14 @@
-import { describe, expect, it } from "vitest";
-import { eventsUrl, Handoff, initialLive, liveReducer, MAX_HISTORY, type LiveEvent, type LiveState } from "./live";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import {
+  eventsUrl,
+  Handoff,
+  initialLive,
+  liveReducer,
+  MAX_HISTORY,
+  subscribe,
+  type LiveEvent,
+  type LiveState,
+} from "./live";
 
 const run = (events: LiveEvent[], s: LiveState = initialLive) => events.reduce(liveReducer, s);
 const item = (id: string, status: string, version: number): LiveEvent => ({
@@ -77,6 +86,12 @@ describe("eventsUrl", () => {
     expect(eventsUrl(["content:*"], "a.b+c/d")).toBe("/api/realtime/events?channels=content%3A*&access_token=a.b%2Bc%2Fd");
     expect(eventsUrl(["content:*"], null)).toBe("/api/realtime/events?channels=content%3A*");
   });
+  it("names the position to resume from when reopening", () => {
+    expect(eventsUrl(["content:x"], "t", "t17.c3:12.g0:4")).toBe(
+      "/api/realtime/events?channels=content%3Ax&last_event_id=t17.c3%3A12.g0%3A4&access_token=t",
+    );
+    expect(eventsUrl(["content:x"], null, null)).toBe("/api/realtime/events?channels=content%3Ax");
+  });
 });
 
 describe("Handoff", () => {
@@ -123,5 +138,52 @@ describe("Handoff", () => {
   it("counts the same item version from two streams once", () => {
     const s = run([item("a1", "generating", 1), item("b1", "generating", 1), progress("a2", "ranking", 25), progress("b2", "ranking", 25)]);
     expect(s.history.map((x) => x.text)).toEqual(["generating (version 1)", "ranking 25%"]);
+  });
+});
+
+describe("subscribe", () => {
+  // Just enough of EventSource: the URL it was opened with and the listeners the page set.
+  class FakeEventSource {
+    static readonly CLOSED = 2;
+    static made: FakeEventSource[] = [];
+    readyState = 1;
+    onopen: (() => void) | null = null;
+    onerror: (() => void) | null = null;
+    listeners = new Map<string, (m: { data: string; lastEventId: string }) => void>();
+    constructor(readonly url: string) {
+      FakeEventSource.made.push(this);
+    }
+    addEventListener(type: string, fn: (m: { data: string; lastEventId: string }) => void) {
+      this.listeners.set(type, fn);
+    }
+    close() {
+      this.readyState = FakeEventSource.CLOSED;
+    }
+  }
+  afterEach(() => {
+    vi.useRealTimers();
+    vi.unstubAllGlobals();
+    FakeEventSource.made = [];
+  });
+
+  it("reopens after an HTTP error from the last event seen, so nothing is skipped", () => {
+    vi.useFakeTimers();
+    vi.stubGlobal("EventSource", FakeEventSource);
+    const seen: LiveEvent[] = [];
+    const stop = subscribe(["content:x"], (e) => seen.push(e), 100);
+    const first = FakeEventSource.made[0];
+    expect(first.url).not.toContain("last_event_id");
+    first.listeners.get("content.item")?.({
+      data: JSON.stringify({ item_id: "x", status: "generated", version: 2 }),
+      lastEventId: "t1.c0:5",
+    });
+    first.readyState = FakeEventSource.CLOSED; // an HTTP error: the browser gives up
+    first.onerror?.();
+    vi.advanceTimersByTime(100);
+    expect(FakeEventSource.made).toHaveLength(2);
+    expect(FakeEventSource.made[1].url).toContain("last_event_id=t1.c0%3A5");
+    expect(seen.map((e) => e.type)).toEqual(["content.item", "error"]);
+    stop();
+    expect(FakeEventSource.made[1].readyState).toBe(FakeEventSource.CLOSED);
   });
 });

@@ -129,21 +129,28 @@ export function liveReducer(s: LiveState, e: LiveEvent): LiveState {
   }
 }
 
-export function eventsUrl(channels: string[], accessToken?: string | null): string {
-  const url = `/api/realtime/events?channels=${channels.map(encodeURIComponent).join(",")}`;
+export function eventsUrl(channels: string[], accessToken?: string | null, lastEventId?: string | null): string {
+  let url = `/api/realtime/events?channels=${channels.map(encodeURIComponent).join(",")}`;
+  if (lastEventId) url += `&last_event_id=${encodeURIComponent(lastEventId)}`;
   return accessToken ? `${url}&access_token=${encodeURIComponent(accessToken)}` : url;
 }
 
 // Opens an EventSource and turns its events into LiveEvents. Returns the close function.
-// The browser retries a broken connection by itself, but gives up for good on an HTTP error
-// (an expired token's 401, a 502 while realtime restarts): then a new EventSource is opened
-// after a pause, with the current token; its "open" makes the pages read their data again.
+// The browser retries a broken connection by itself (sending Last-Event-ID), but gives up for
+// good on an HTTP error (an expired token's 401, a 502 while realtime restarts): then a new
+// EventSource is opened after a pause, with the current token and the last id seen in the
+// query, so realtime replays what was missed; its "open" makes the pages read their data again.
 export function subscribe(channels: string[], onEvent: (e: LiveEvent) => void, retryMs = 3000): () => void {
   let closed = false;
   let es: EventSource | null = null;
   let timer: ReturnType<typeof setTimeout> | null = null;
+  let lastId: string | null = null;
+  const track = (e: LiveEvent) => {
+    if ((e.type === "content.item" || e.type === "generation.progress") && e.id) lastId = e.id;
+    onEvent(e);
+  };
   const connect = () => {
-    es = open(channels, onEvent, () => {
+    es = open(channels, lastId, track, () => {
       if (!closed && !timer)
         timer = setTimeout(() => {
           timer = null;
@@ -159,8 +166,13 @@ export function subscribe(channels: string[], onEvent: (e: LiveEvent) => void, r
   };
 }
 
-function open(channels: string[], onEvent: (e: LiveEvent) => void, onGone: () => void): EventSource {
-  const es = new EventSource(eventsUrl(channels, currentAccessToken()));
+function open(
+  channels: string[],
+  lastEventId: string | null,
+  onEvent: (e: LiveEvent) => void,
+  onGone: () => void,
+): EventSource {
+  const es = new EventSource(eventsUrl(channels, currentAccessToken(), lastEventId));
   const parse = (m: MessageEvent): unknown => {
     try {
       return JSON.parse(String(m.data));
