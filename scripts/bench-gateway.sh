@@ -25,6 +25,7 @@
 #   BENCH_PORT_BASE (18480: the upstream, nginx and the gateways use it, +1, +2, +3)
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+service_env
 cd "$ROOT" || exit 1
 
 ROUNDS="${BENCH_ROUNDS:-3}"

@@ -2,31 +2,35 @@
 # `make bench`: each service's resident memory at idle, against the issue's goal (8 MB or less).
 #
 # Builds, starts Kafka and PostgreSQL if they are not running (and stops them afterwards only
-# then), then one service at a time: starts it the way scripts/up.sh does (KAFKA_BROKERS, its
-# role's DATABASE_URL, SERVICE_NAME, MIGRATIONS_DIR) on a free port, waits for /readyz, lets it
+# then), then one service at a time: starts it the way scripts/up.sh does (service_env from
+# scripts/lib.sh, its secrets from scripts/secrets.sh, KAFKA_BROKERS, its role's DATABASE_URL,
+# SERVICE_NAME, MIGRATIONS_DIR) on a free port, waits for /readyz, lets it
 # sit idle BENCH_IDLE_S seconds, reads /proc/<pid>/status (VmRSS; RssAnon: heap, stacks, private
 # data; RssFile: the mapped binary and shared libraries) and /proc/<pid>/smaps_rollup (Pss: shared
 # pages divided among the processes that map them; USS, Private_Clean + Private_Dirty: what only
 # this process holds), stops it with SIGTERM and checks it exits 0.
-# Services: content-manager, ai-processor, realtime, and gateway when it is built.
+# Services: content-manager, ai-processor, realtime, gateway, scraper, subscriber-manager (those
+# built).
 #
 # Consumers join their service's real consumer group, like a second replica would: run it with
-# `make up` stopped to measure without a rebalance (the figures do not depend on it).
+# `make up` stopped to measure without a rebalance, and with nothing unread on the topics the
+# services consume: a lagging group is measured fetching, not idle (content-manager was 110 MB
+# with 600 MB of scraper.items unread, which librdkafka prefetches up to
+# queued.max.messages.kbytes, 64 MB by default).
 #
-#   BENCH_IDLE_S (5)   BENCH_IDLE_SERVICES ("content-manager ai-processor realtime gateway")
+#   BENCH_IDLE_S (5)   BENCH_IDLE_SERVICES (the six above)
 #   BENCH_IDLE_ENV: extra NAME=value words for every service, to try a setting, e.g.
-#   "GNUTLS_NO_IMPLICIT_INIT=1 PGGSSENCMODE=disable" (libpq's libldap loads GnuTLS, whose
-#   constructor initialises it, and p11-kit with it: about 0.7 MB of library pages; GSSAPI
-#   encryption is tried first by default and touches Kerberos: about 0.5 MB)
+#   "GNUTLS_NO_IMPLICIT_INIT=0" (what service_env saves: README.md, "Service environment")
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
 IDLE="${BENCH_IDLE_S:-5}"
-LIST="${BENCH_IDLE_SERVICES:-content-manager ai-processor realtime gateway}"
+LIST="${BENCH_IDLE_SERVICES:-content-manager ai-processor realtime gateway scraper subscriber-manager}"
 GOAL_KB=$((8 * 1024))
 
 make -s -C "$ROOT" BUILD="$BUILD" all
+service_env
 
 started_infra=0
 if ! scripts/infra.sh status >/dev/null 2>&1; then
@@ -62,11 +66,16 @@ for svc in $LIST; do
     fi
     port="$(free_port)"
     url="$(scripts/postgres.sh url "$svc" 2>/dev/null)" || url="" # as up.sh; unused by some
+    secrets_env="$(scripts/secrets.sh env "$svc")" || die "scripts/secrets.sh env $svc failed"
     : >"$svc_log"
     read -r -a extra <<<"${BENCH_IDLE_ENV:-}"
-    env ${extra[@]+"${extra[@]}"} KAFKA_BROKERS="$KAFKA_BOOTSTRAP" DATABASE_URL="$url" \
-        SERVICE_NAME="$svc" HTTP_HOST=127.0.0.1 HTTP_PORT="$port" \
-        MIGRATIONS_DIR="$ROOT/services/$svc/migrations" LOG_LEVEL=warn "$bin" >"$svc_log" 2>&1 &
+    # exec in the subshell: $! is the service's own pid
+    (
+        eval "$secrets_env"
+        exec env ${extra[@]+"${extra[@]}"} KAFKA_BROKERS="$KAFKA_BOOTSTRAP" DATABASE_URL="$url" \
+            SERVICE_NAME="$svc" HTTP_HOST=127.0.0.1 HTTP_PORT="$port" \
+            MIGRATIONS_DIR="$ROOT/services/$svc/migrations" LOG_LEVEL=warn "$bin"
+    ) >"$svc_log" 2>&1 &
     svc_pid=$!
     # The gateway is ready when its upstreams are, and none runs here: it is idle once it serves.
     probe=readyz
@@ -103,15 +112,15 @@ for svc in $LIST; do
         failed+=("$svc")
     fi
     ((rss <= GOAL_KB)) || over=1
-    rows+=("$(printf '%-16s %8.1f %8.1f %8.1f %8.1f %8.1f %7d %7.2f' "$svc" "$(bc -l <<<"$rss/1024")" \
+    rows+=("$(printf '%-18s %8.1f %8.1f %8.1f %8.1f %8.1f %7d %7.2f' "$svc" "$(bc -l <<<"$rss/1024")" \
         "$(bc -l <<<"$anon/1024")" "$(bc -l <<<"$file/1024")" "$(bc -l <<<"$pss/1024")" \
         "$(bc -l <<<"$uss/1024")" "$thr" "$(bc -l <<<"$rss/$GOAL_KB")")")
 done
 
-printf '\n%-16s %8s %8s %8s %8s %8s %7s %7s\n' "idle, MB" "RSS" "anon" "files" "PSS" "USS" \
-    "threads" "RSS/8MB"
+printf '\n%-18s %8s %8s %8s %8s %8s %7s %7s\n' "idle, MB" "VmRSS" "RssAnon" "RssFile" "PSS" \
+    "USS" "threads" "RSS/8MB"
 printf '%s\n' "${rows[@]}"
-echo "(goal: RSS <= 8 MB each, ratio <= 1; anon = heap, stacks and private data; files = the" \
+echo "(goal: VmRSS <= 8 MB each, ratio <= 1; RssAnon = heap, stacks and private data; RssFile = the" \
     "binary and shared libraries, mostly shared with other processes (PSS divides them among" \
     "the processes mapping them, USS counts only the pages no other process maps); after" \
     "${IDLE}s idle past /readyz (gateway: /healthz); command: make bench or scripts/bench-idle-rss.sh)"

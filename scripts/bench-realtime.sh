@@ -17,6 +17,7 @@
 # so.
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+service_env
 cd "$ROOT"
 
 N="${BENCH_SSE_CONNECTIONS:-20000}"

@@ -46,6 +46,7 @@ make -s -C "$ROOT" "$BUILD/bin/scraper" || die "the scraper does not build"
 SCRAPER="$BINDIR/scraper"
 scripts/infra.sh status >/dev/null 2>&1 || die "Kafka and PostgreSQL are not running (scripts/infra.sh up)"
 DBURL="$(scripts/postgres.sh url scraper)"
+service_env
 
 for p in "$SITE_PORT" "$SVC_PORT"; do
     if port_listening "$p"; then die "port $p is in use (set BENCH_PORT_BASE)"; fi

@@ -16,6 +16,7 @@
 # neither reads nor pollutes the local stack's data. Starts Kafka and PostgreSQL if needed.
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+service_env
 cd "$ROOT"
 
 ROWS="${BENCH_IMPORT_ROWS:-1000000}"

@@ -51,6 +51,17 @@ if [[ ! -d "$SECRETS" ]]; then
 fi
 chmod 700 "$SECRETS"
 
+# service_env: exports the environment every service binary is started with. Called by up.sh,
+# the benchmarks that start services and scripts/test.sh (the tests' spawners inherit it), so
+# what is measured is what runs. Documented in README.md ("Service environment").
+#   GNUTLS_NO_IMPLICIT_INIT=1: libpq links libldap, which links GnuTLS, whose library
+#   constructor initialises GnuTLS (and p11-kit with it) in every process before main, about
+#   0.8 MB resident. No service uses GnuTLS (libcurl, librdkafka and libpq use OpenSSL), and
+#   libldap initialises it itself should an ldap:// connection-service lookup need TLS.
+service_env() {
+    export GNUTLS_NO_IMPLICIT_INIT=1
+}
+
 # ---------------------------------------------------------------- messages
 
 log() { printf '==> %s\n' "$*"; }

@@ -5,7 +5,8 @@
 #   scripts/postgres.sh start       initdb once, start, then database, roles and schemas
 #   scripts/postgres.sh stop        pg_ctl stop -m fast
 #   scripts/postgres.sh status      exit 0 when running
-#   scripts/postgres.sh url ROLE    the role's connection URL (the only place a password shows)
+#   scripts/postgres.sh url ROLE    the role's connection URL (the only place a password shows;
+#                                   no TLS, no GSSAPI: loopback)
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -170,8 +171,12 @@ cmd_url() {
     role="${role//-/_}"
     [[ " $ROLES " == *" $role "* ]] || die "unknown role '$role' (one of: $ROLES)"
     [[ -s "$SECRETS/pg-$role" ]] || die "no password for $role yet; run scripts/postgres.sh start"
-    printf 'postgresql://%s:%s@%s:%s/%s\n' "$role" "$(<"$SECRETS/pg-$role")" \
-        "$CE_HOST" "$CE_PG_PORT" "$PG_DB"
+    # Loopback, and the local server has no TLS or Kerberos: without these libpq would try GSSAPI
+    # encryption (initialising Kerberos) and then TLS (an OpenSSL context) on every connection
+    # before falling back, about 1 MB resident per service for nothing. Production URLs keep
+    # their own settings.
+    printf 'postgresql://%s:%s@%s:%s/%s?sslmode=disable&gssencmode=disable\n' "$role" \
+        "$(<"$SECRETS/pg-$role")" "$CE_HOST" "$CE_PG_PORT" "$PG_DB"
 }
 
 case "${1:-}" in

@@ -96,6 +96,8 @@ trap stop_infra EXIT
 
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
+# The environment services run with (the integration tests start the real binaries).
+service_env
 
 # The integration tests run the services in their real consumer groups on the real topics, so
 # services left running by `make up` would take their messages. Pause those for the run and

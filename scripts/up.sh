@@ -37,6 +37,7 @@ SCRAPER_ALLOW_PRIVATE="${SCRAPER_ALLOW_PRIVATE-127.0.0.1/32,::1}"
 # Keys and the first admin's login, generated once under var/secrets (kept on later runs).
 "$S/secrets.sh"
 
+service_env
 started=() running=() missing=()
 # Services not built yet are still routed by the gateway (502 until they exist) but must not
 # hold its /readyz at 503.

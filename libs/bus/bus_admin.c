@@ -30,7 +30,7 @@ static void admin_work(uv_work_t *w)
     }
     rd_kafka_conf_set_log_cb(conf, bus_log_cb);
     char e[256];
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e);
+    rd_kafka_t *rk = bus_rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e);
     if (!rk) {
         rd_kafka_conf_destroy(conf);
         snprintf(j->err, sizeof j->err, "admin: %s", e);

@@ -2,8 +2,11 @@
  * the catalog lookup; librdkafka's log lines into core_log. */
 #include "bus_internal.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 _Static_assert(BUS_ERR_QUEUE_FULL == RD_KAFKA_RESP_ERR__QUEUE_FULL, "BUS_ERR_QUEUE_FULL");
 _Static_assert(BUS_ERR_INVALID_ARG == RD_KAFKA_RESP_ERR__INVALID_ARG, "BUS_ERR_INVALID_ARG");
@@ -193,6 +196,28 @@ int64_t bus_retry_delay_ms(unsigned attempt, int64_t base_ms, int64_t max_ms)
      * attempt 2 up to 2 * base_ms, ... never more than max_ms. */
     int64_t d = core_backoff_ms(attempt ? attempt - 1 : 0, base_ms, max_ms);
     return d < 1 ? 1 : d;
+}
+
+/* librdkafka calls sasl_client_init() when the first handle of the process is made, whatever the
+ * configuration, and Cyrus SASL then dlopens every plugin in its directory (eight with Debian's
+ * libsasl2-modules, Berkeley DB with sasldb): about 0.6 MB resident for nothing, as librdkafka
+ * does PLAIN, SCRAM and OAUTHBEARER itself and needs Cyrus only for GSSAPI (Kerberos). Unless
+ * that is configured (or the operator chose a plugin path), an empty SASL_PATH makes Cyrus load
+ * none. Cyrus reads it only in that first sasl_client_init, before any librdkafka thread runs. */
+rd_kafka_t *bus_rd_kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, char *err, size_t errlen)
+{
+    static atomic_bool decided;
+    if (!atomic_exchange(&decided, true) && !getenv("SASL_PATH")) {
+        char proto[64] = "", mech[64] = "";
+        size_t n = sizeof proto;
+        if (rd_kafka_conf_get(conf, "security.protocol", proto, &n) != RD_KAFKA_CONF_OK)
+            proto[0] = 0;
+        n = sizeof mech;
+        if (rd_kafka_conf_get(conf, "sasl.mechanisms", mech, &n) != RD_KAFKA_CONF_OK) mech[0] = 0;
+        if (strncasecmp(proto, "sasl", 4) != 0 || strcasecmp(mech, "GSSAPI") != 0)
+            setenv("SASL_PATH", "", 0);
+    }
+    return rd_kafka_new(type, conf, err, errlen);
 }
 
 void bus_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)

@@ -800,7 +800,7 @@ bus_consumer *bus_consumer_new(uv_loop_t *loop, const bus_consumer_config *cfg, 
     if (!cfg->all_partitions) rd_kafka_conf_set_rebalance_cb(conf, consumer_rebalance_cb);
 
     char e[256];
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof e);
+    rd_kafka_t *rk = bus_rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof e);
     if (!rk) {
         rd_kafka_conf_destroy(conf);
         snprintf(err, errlen, "consumer: %s", e);

@@ -95,6 +95,10 @@ bool bus_consumer_settings_resolve(const bus_consumer_config *cfg, bus_consumer_
 /* Delay before redelivery number `attempt` (1-based: the delay after attempt 1 failed). */
 int64_t bus_retry_delay_ms(unsigned attempt, int64_t base_ms, int64_t max_ms);
 
+/* rd_kafka_new, after keeping Cyrus SASL from loading plugins nobody uses (see bus_config.c).
+ * Every handle of the bus is made through it. */
+rd_kafka_t *bus_rd_kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, char *err, size_t errlen);
+
 /* Routes librdkafka's log lines to core_log (safe from its threads). */
 void bus_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
 

@@ -139,7 +139,7 @@ bus_producer *bus_producer_new(uv_loop_t *loop, const bus_producer_config *cfg, 
     rd_kafka_conf_set_log_cb(conf, bus_log_cb);
 
     char e[256];
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e);
+    rd_kafka_t *rk = bus_rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e);
     if (!rk) {
         rd_kafka_conf_destroy(conf);
         snprintf(err, errlen, "producer: %s", e);

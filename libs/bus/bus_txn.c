@@ -111,7 +111,7 @@ bus_txn_producer *bus_txn_new(uv_loop_t *loop, const bus_txn_config *cfg, char *
     rd_kafka_conf_set_log_cb(conf, bus_log_cb);
 
     char e[256];
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e);
+    rd_kafka_t *rk = bus_rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e);
     if (!rk) {
         rd_kafka_conf_destroy(conf);
         snprintf(err, errlen, "transactional producer: %s", e);
@@ -359,7 +359,7 @@ static void read_last_work(uv_work_t *w)
     }
     rd_kafka_conf_set_log_cb(conf, bus_log_cb);
     char e[256];
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof e);
+    rd_kafka_t *rk = bus_rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof e);
     if (!rk) {
         rd_kafka_conf_destroy(conf);
         snprintf(j->err, sizeof j->err, "read_last: %s", e);

@@ -537,17 +537,25 @@ static json_t *item_row(const batch *b, int i)
  * another URL's item. */
 static void write_items(batch *b)
 {
-    json_t *rows = json_array();
-    for (int i = 0; i < b->n; i++)
-        if (b->verdicts[i] == V_NEW || b->verdicts[i] == V_CHANGED)
-            json_array_append_new(rows, item_row(b, i));
-    if (json_array_size(rows) == 0) {
-        json_decref(rows);
+    /* the array's text row by row: one row's tree at a time, not the batch's (each row holds
+     * the page's text, so the whole tree next to its dump was about twice the batch) */
+    core_buf arr = {0};
+    for (int i = 0; i < b->n; i++) {
+        if (b->verdicts[i] != V_NEW && b->verdicts[i] != V_CHANGED) continue;
+        json_t *row = item_row(b, i);
+        char *one = row ? json_dumps(row, JSON_COMPACT) : NULL;
+        json_decref(row);
+        if (!one) continue; /* left out, as json_array_append_new(rows, NULL) did */
+        core_buf_puts(&arr, arr.len ? "," : "[");
+        core_buf_puts(&arr, one);
+        free(one);
+    }
+    if (arr.len == 0) {
         write_pages(b);
         return;
     }
-    char *js = json_dumps(rows, JSON_COMPACT);
-    json_decref(rows);
+    core_buf_puts(&arr, "]");
+    char *js = core_buf_steal(&arr, NULL);
     core_buf sql = {0};
     core_buf_printf(
         &sql,

@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "bus_internal.h"
@@ -53,15 +55,46 @@ static void finish_loop(uv_loop_t *loop)
     assert_int_equal(uv_loop_close(loop), 0); /* nothing left open */
 }
 
+static bus_producer *offline_producer(uv_loop_t *loop)
+{
+    char err[256];
+    bus_producer_config cfg = {.brokers = NOWHERE, .client_id = "offline"};
+    bus_producer *p = bus_producer_new(loop, &cfg, err, sizeof err);
+    assert_non_null(p);
+    return p;
+}
+
+/* Runs first: the first handle of the process decides. Plaintext Kafka needs no Cyrus SASL
+ * plugin, so none is loaded (bus_rd_kafka_new). */
+static void test_first_handle_loads_no_sasl_plugin(void **state)
+{
+    (void)state;
+    unsetenv("SASL_PATH");
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    bus_producer *p = offline_producer(&loop);
+    assert_non_null(getenv("SASL_PATH"));
+    assert_string_equal(getenv("SASL_PATH"), "");
+    FILE *maps = fopen("/proc/self/maps", "r");
+    assert_non_null(maps);
+    char line[512];
+    bool plugin = false;
+    while (fgets(line, sizeof line, maps))
+        plugin = plugin || strstr(line, "/sasl2/") != NULL;
+    fclose(maps);
+    assert_false(plugin);
+    counts c = {0};
+    bus_producer_close(p, 0, on_producer_closed, &c);
+    assert_true(ts_run_until(&loop, is_closed, &c, 10000));
+    finish_loop(&loop);
+}
+
 static void test_close_fails_undelivered_records(void **state)
 {
     (void)state;
     uv_loop_t loop;
     uv_loop_init(&loop);
-    char err[256];
-    bus_producer_config cfg = {.brokers = NOWHERE, .client_id = "offline"};
-    bus_producer *p = bus_producer_new(&loop, &cfg, err, sizeof err);
-    assert_non_null(p);
+    bus_producer *p = offline_producer(&loop);
     counts c = {0};
     bus_record r = {.topic = "t", .ce_type = "x", .value = "v", .value_len = 1};
     for (int i = 0; i < 3; i++)
@@ -264,6 +297,7 @@ int main(void)
 {
     core_log_init("test_offline", CORE_LOG_FATAL); /* connection errors are expected here */
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_first_handle_loads_no_sasl_plugin),
         cmocka_unit_test(test_close_fails_undelivered_records),
         cmocka_unit_test(test_queue_full_and_on_space),
         cmocka_unit_test(test_consumer_close_without_broker),
