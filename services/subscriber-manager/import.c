@@ -384,6 +384,10 @@ static void parse_batch(uv_work_t *w)
 
 /* ---------------------------------------------------------------- C: seal */
 
+/* The row's created / updated event as an entry of the batch's bulk outbox row
+ * (db_outbox_bulk_entry): the statement that writes the batch joins the entries of the rows it
+ * really inserted or updated into one outbox row, which the relay publishes as one Kafka
+ * message per subscriber, with the same key, ids, type and payload as a row of its own had. */
 static void event_payload(barr *arr, const irow *r, const uint8_t dek[SM_KEY_BYTES],
                           const char *kind, const char *status, const char *list)
 {
@@ -399,7 +403,14 @@ static void event_payload(barr *arr, const irow *r, const uint8_t dek[SM_KEY_BYT
                                 .dek = dek,
                                 .pii_json = pii},
                     &rec, &buf);
-    barr_add(arr, rec.value, rec.value_len);
+    rec.ce_id = r->ce_id;
+    /* (not rec.ce_type: sm_event_record formats it in a static ring, shared by the threads) */
+    rec.ce_type = !strcmp(kind, "created") ? "contentengine.subscriber.created.v1"
+                                           : "contentengine.subscriber.updated.v1";
+    core_buf entry = {0};
+    db_outbox_bulk_entry(&entry, &rec);
+    barr_add(arr, entry.data, entry.len);
+    core_buf_free(&entry);
     free(buf);
     free(pii);
 }
@@ -510,22 +521,22 @@ static void write_step(sm_op *op, const db_result *r)
         }
         v[9] = j->traceparent;
         v[10] = sm_topic_events;
-        sm_qb(
-            op,
-            "WITH t AS (SELECT * FROM unnest($1::uuid[], $2::bytea[], $3::bytea[], $4::bytea[], "
-            "$5::bytea[], $6::text[], $7::jsonb[], $8::text[], $9::bytea[]) AS t(id, idx, em, nm, "
-            "wk, st, at, ce, pl)), sec AS (INSERT INTO subscriber_secrets (subscriber_id, "
-            "email_index, email_enc, name_enc, wrapped_key) SELECT id, idx, em, nm, wk FROM t "
-            "ON CONFLICT (email_index) DO NOTHING RETURNING subscriber_id), ins AS (INSERT INTO "
-            "subscribers (id, status, attributes, consent_source, consent_at, confirmed_at) "
-            "SELECT id, st, at, 'import', now(), CASE WHEN st = 'active' THEN now() END FROM t "
-            "WHERE t.id IN (SELECT subscriber_id FROM sec) RETURNING id), "
-            "ev AS (INSERT INTO outbox (topic, key, ce_id, ce_type, ce_time, ce_subject, "
-            "content_type, traceparent, payload) SELECT $11, "
-            "convert_to(t.id::text, 'UTF8'), t.ce, 'contentengine.subscriber.created.v1', now(), "
-            "t.id::text, 'application/protobuf', $10, t.pl FROM t WHERE t.id IN (SELECT id FROM "
-            "ins) RETURNING 1) SELECT (SELECT count(*) FROM ins) AS n",
-            11, v, len, fmt);
+        sm_qb(op,
+              "WITH t AS (SELECT * FROM unnest($1::uuid[], $2::bytea[], $3::bytea[], $4::bytea[], "
+              "$5::bytea[], $6::text[], $7::jsonb[], $8::text[], $9::bytea[]) WITH ORDINALITY AS "
+              "t(id, idx, em, nm, wk, st, at, ce, pl, n)), sec AS (INSERT INTO subscriber_secrets "
+              "(subscriber_id, "
+              "email_index, email_enc, name_enc, wrapped_key) SELECT id, idx, em, nm, wk FROM t "
+              "ON CONFLICT (email_index) DO NOTHING RETURNING subscriber_id), ins AS (INSERT INTO "
+              "subscribers (id, status, attributes, consent_source, consent_at, confirmed_at) "
+              "SELECT id, st, at, 'import', now(), CASE WHEN st = 'active' THEN now() END FROM t "
+              "WHERE t.id IN (SELECT subscriber_id FROM sec) RETURNING id), "
+              "ev AS (INSERT INTO outbox (topic, ce_id, ce_type, ce_time, content_type, "
+              "traceparent, payload) SELECT $11, gen_random_uuid()::text, '" DB_OUTBOX_BULK_TYPE
+              "', now(), 'application/protobuf', $10, string_agg(t.pl, ''::bytea ORDER BY t.n) "
+              "FROM t WHERE t.id IN (SELECT id FROM ins) HAVING count(*) > 0 RETURNING 1) "
+              "SELECT (SELECT count(*) FROM ins) AS n",
+              11, v, len, fmt);
         barr *ua[] = {&b->u_id, &b->u_em, &b->u_nm, &b->u_st, &b->u_at, &b->ceids_u, &b->u_ev};
         const char *u[9];
         int ulen[9] = {0}, ufmt[9] = {0};
@@ -538,18 +549,19 @@ static void write_step(sm_op *op, const db_result *r)
         u[8] = sm_topic_events;
         sm_qb(op,
               "WITH t AS (SELECT * FROM unnest($1::uuid[], $2::bytea[], $3::bytea[], $4::text[], "
-              "$5::jsonb[], $6::text[], $7::bytea[]) AS t(id, em, nm, st, at, ce, pl)), upd AS "
+              "$5::jsonb[], $6::text[], $7::bytea[]) WITH ORDINALITY AS t(id, em, nm, st, at, ce, "
+              "pl, n)), upd AS "
               "(UPDATE subscribers s SET status = CASE WHEN "
               "s.status IN ('unsubscribed', 'blocklisted') THEN s.status ELSE COALESCE(t.st, "
               "s.status) END, attributes = s.attributes || COALESCE(t.at, '{}'), updated_at = "
               "now(), version = s.version + 1 FROM t WHERE s.id = t.id AND s.erased_at IS NULL "
               "RETURNING s.id), sec AS (UPDATE subscriber_secrets k SET email_enc = t.em, name_enc "
               "= t.nm FROM t WHERE k.subscriber_id = t.id AND t.id IN (SELECT id FROM upd)), "
-              "ev AS (INSERT INTO outbox (topic, key, ce_id, ce_type, ce_time, "
-              "ce_subject, content_type, traceparent, payload) SELECT $9, "
-              "convert_to(t.id::text, 'UTF8'), t.ce, 'contentengine.subscriber.updated.v1', now(), "
-              "t.id::text, 'application/protobuf', $8, t.pl FROM t WHERE t.id IN (SELECT id FROM "
-              "upd) RETURNING 1) SELECT (SELECT count(*) FROM upd) AS n",
+              "ev AS (INSERT INTO outbox (topic, ce_id, ce_type, ce_time, content_type, "
+              "traceparent, payload) SELECT $9, gen_random_uuid()::text, '" DB_OUTBOX_BULK_TYPE
+              "', now(), 'application/protobuf', $8, string_agg(t.pl, ''::bytea ORDER BY t.n) "
+              "FROM t WHERE t.id IN (SELECT id FROM upd) HAVING count(*) > 0 RETURNING 1) "
+              "SELECT (SELECT count(*) FROM upd) AS n",
               9, u, ulen, ufmt);
         const char *m[] = {j->list_id[0] ? j->list_id : NULL, b->members.out.data};
         int mlen[] = {0, (int)b->members.out.len}, mfmt[] = {0, 1};
