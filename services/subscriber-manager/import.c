@@ -7,7 +7,8 @@
  *   B (loop)         look the batch's addresses up (one query), decide insert / update / skip
  *   C (thread pool)  seal e-mail and name (new key per new subscriber), build the events
  *   D (loop)         one transaction: insert, update, list memberships, the created/updated
- *                    events, the import's counters and errors, an ImportProgress event;
+ *                    events (one bulk outbox row for the batch: the relay publishes one message
+ *                    per subscriber), the import's counters and errors, an ImportProgress event;
  *                    IMPORT_WRITERS batches are in D at once, each on its own connection
  * An erased address (tombstone) is never re-imported; an unsubscribed or blocklisted one keeps its
  * status. Re-running the same file is idempotent: everything it holds already exists. Each bad
