@@ -177,7 +177,9 @@ void db_outbox_add_many(db_txn *t, const struct bus_record *recs, size_t n, db_t
  * time, content type, traceparent and headers) in the Kafka transaction that checkpoints the
  * row: a batch of a million-row import is one outbox row, still published exactly once.
  * db_outbox_bulk_entry appends r's encoded entry to out; any concatenation of entries is a
- * valid payload, so a statement can string_agg the entries of the rows it really wrote. */
+ * valid payload, so a statement can string_agg the entries of the rows it really wrote. Keep a
+ * row to a few thousand records: it is one Kafka transaction, and the producer's queue holds
+ * 100,000 messages. */
 #define DB_OUTBOX_BULK_TYPE "contentengine.platform.outbox.bulk.v1"
 void db_outbox_bulk_entry(core_buf *out, const struct bus_record *r);
 

@@ -30,6 +30,10 @@
  * the bottleneck of an import, and a second one doubles the CPU PostgreSQL can put on it. Two
  * more batches are prepared meanwhile: one parsed, one looked up and sealed. */
 #define NBATCH_MAX (SM_IMPORT_WRITERS_MAX + 2)
+/* Events per bulk outbox row (text: pasted into the statements). A batch of up to 100,000 rows
+ * (IMPORT_BATCH_ROWS) gets several: the relay sends a bulk row in one Kafka transaction, and
+ * the producer's queue holds 100,000 messages. */
+#define BULK_MAX "5000"
 
 /* ---------------------------------------------------------------- binary arrays */
 
@@ -535,7 +539,8 @@ static void write_step(sm_op *op, const db_result *r)
               "ev AS (INSERT INTO outbox (topic, ce_id, ce_type, ce_time, content_type, "
               "traceparent, payload) SELECT $11, gen_random_uuid()::text, '" DB_OUTBOX_BULK_TYPE
               "', now(), 'application/protobuf', $10, string_agg(t.pl, ''::bytea ORDER BY t.n) "
-              "FROM t WHERE t.id IN (SELECT id FROM ins) HAVING count(*) > 0 RETURNING 1) "
+              "FROM t WHERE t.id IN (SELECT id FROM ins) GROUP BY (t.n - 1) / " BULK_MAX
+              " RETURNING 1) "
               "SELECT (SELECT count(*) FROM ins) AS n",
               11, v, len, fmt);
         barr *ua[] = {&b->u_id, &b->u_em, &b->u_nm, &b->u_st, &b->u_at, &b->ceids_u, &b->u_ev};
@@ -561,7 +566,8 @@ static void write_step(sm_op *op, const db_result *r)
               "ev AS (INSERT INTO outbox (topic, ce_id, ce_type, ce_time, content_type, "
               "traceparent, payload) SELECT $9, gen_random_uuid()::text, '" DB_OUTBOX_BULK_TYPE
               "', now(), 'application/protobuf', $8, string_agg(t.pl, ''::bytea ORDER BY t.n) "
-              "FROM t WHERE t.id IN (SELECT id FROM upd) HAVING count(*) > 0 RETURNING 1) "
+              "FROM t WHERE t.id IN (SELECT id FROM upd) GROUP BY (t.n - 1) / " BULK_MAX
+              " RETURNING 1) "
               "SELECT (SELECT count(*) FROM upd) AS n",
               9, u, ulen, ufmt);
         const char *m[] = {j->list_id[0] ? j->list_id : NULL, b->members.out.data};

@@ -401,6 +401,8 @@ static int group_setup(void **state)
     env_add("SERVICE_NAME=%s", svc_name);
     env_add("SUBSCRIBER_EVENTS_TOPIC=%s", t_events);
     env_add("IMPORT_PROGRESS_TOPIC=%s", t_imports);
+    /* more than one bulk outbox row's worth of events per batch (import.c: 5,000 per row) */
+    env_add("IMPORT_BATCH_ROWS=12000");
     char mig[4096];
     ts_repo_path(mig, sizeof mig, "services/subscriber-manager/migrations");
     env_add("MIGRATIONS_DIR=%s", mig);
