@@ -145,7 +145,7 @@ typedef struct batch {
     /* phase C output: binary array parameters */
     barr i_id, i_idx, i_em, i_nm, i_wk, i_st, i_at, i_ev;
     barr u_id, u_em, u_nm, u_st, u_at, u_ev;
-    barr ceids_i, ceids_u, members;
+    barr members;
     int64_t t_mark;
     uv_work_t work;
 } batch;
@@ -188,15 +188,15 @@ static const char *const statuses[] = {"pending",     "active",  "unsubscribed",
     {                                                                                              \
         &(j)->i_id, &(j)->i_idx, &(j)->i_em, &(j)->i_nm, &(j)->i_wk, &(j)->i_st, &(j)->i_at,       \
             &(j)->i_ev, &(j)->u_id, &(j)->u_em, &(j)->u_nm, &(j)->u_st, &(j)->u_at, &(j)->u_ev,    \
-            &(j)->ceids_i, &(j)->ceids_u, &(j)->members                                            \
+            &(j)->members                                                                          \
     }
 
 static void bufs_reset(batch *j)
 {
     barr *all[] = ALL_ARRAYS(j);
-    static const uint32_t oids[] = {OID_UUID,  OID_BYTEA, OID_BYTEA, OID_BYTEA, OID_BYTEA, OID_TEXT,
-                                    OID_JSONB, OID_BYTEA, OID_UUID,  OID_BYTEA, OID_BYTEA, OID_TEXT,
-                                    OID_JSONB, OID_BYTEA, OID_TEXT,  OID_TEXT,  OID_UUID};
+    static const uint32_t oids[] = {OID_UUID,  OID_BYTEA, OID_BYTEA, OID_BYTEA, OID_BYTEA,
+                                    OID_TEXT,  OID_JSONB, OID_BYTEA, OID_UUID,  OID_BYTEA,
+                                    OID_BYTEA, OID_TEXT,  OID_JSONB, OID_BYTEA, OID_UUID};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         barr_reset(all[i], oids[i]);
 }
@@ -448,7 +448,6 @@ static void seal_batch(uv_work_t *w)
             barr_add(&b->i_wk, wrapped, sizeof wrapped);
             barr_text(&b->i_st, st);
             barr_text(&b->i_at, r->attrs ? r->attrs : "{}");
-            barr_text(&b->ceids_i, r->ce_id);
             event_payload(&b->i_ev, r, dek, "created", st, j->list_id);
         } else if (r->kind == 1) {
             if (!sm_key_unwrap(k, r->id, r->wrapped, sizeof r->wrapped, dek)) {
@@ -460,7 +459,6 @@ static void seal_batch(uv_work_t *w)
             seal_field(&b->u_nm, dek, r->id, "name", r->name);
             barr_text(&b->u_st, r->status);
             barr_text(&b->u_at, r->attrs);
-            barr_text(&b->ceids_u, r->ce_id);
             event_payload(&b->u_ev, r, dek, "updated", r->status ? r->status : "", j->list_id);
         } else {
             continue;
@@ -515,21 +513,21 @@ static void write_step(sm_op *op, const db_result *r)
     job *j = b->j;
     switch (op->step) {
     case 0: {
-        barr *ia[] = {&b->i_id, &b->i_idx, &b->i_em,    &b->i_nm, &b->i_wk,
-                      &b->i_st, &b->i_at,  &b->ceids_i, &b->i_ev};
-        const char *v[11];
-        int len[11] = {0}, fmt[11] = {0};
-        for (int k = 0; k < 9; k++) {
+        barr *ia[] = {&b->i_id, &b->i_idx, &b->i_em, &b->i_nm,
+                      &b->i_wk, &b->i_st,  &b->i_at, &b->i_ev};
+        const char *v[10];
+        int len[10] = {0}, fmt[10] = {0};
+        for (int k = 0; k < 8; k++) {
             v[k] = ia[k]->out.data;
             len[k] = (int)ia[k]->out.len;
             fmt[k] = 1;
         }
-        v[9] = j->traceparent;
-        v[10] = sm_topic_events;
+        v[8] = j->traceparent;
+        v[9] = sm_topic_events;
         sm_qb(op,
               "WITH t AS (SELECT * FROM unnest($1::uuid[], $2::bytea[], $3::bytea[], $4::bytea[], "
-              "$5::bytea[], $6::text[], $7::jsonb[], $8::text[], $9::bytea[]) WITH ORDINALITY AS "
-              "t(id, idx, em, nm, wk, st, at, ce, pl, n)), sec AS (INSERT INTO subscriber_secrets "
+              "$5::bytea[], $6::text[], $7::jsonb[], $8::bytea[]) WITH ORDINALITY AS "
+              "t(id, idx, em, nm, wk, st, at, pl, n)), sec AS (INSERT INTO subscriber_secrets "
               "(subscriber_id, "
               "email_index, email_enc, name_enc, wrapped_key) SELECT id, idx, em, nm, wk FROM t "
               "ON CONFLICT (email_index) DO NOTHING RETURNING subscriber_id), ins AS (INSERT INTO "
@@ -537,26 +535,26 @@ static void write_step(sm_op *op, const db_result *r)
               "SELECT id, st, at, 'import', now(), CASE WHEN st = 'active' THEN now() END FROM t "
               "WHERE t.id IN (SELECT subscriber_id FROM sec) RETURNING id), "
               "ev AS (INSERT INTO outbox (topic, ce_id, ce_type, ce_time, content_type, "
-              "traceparent, payload) SELECT $11, gen_random_uuid()::text, '" DB_OUTBOX_BULK_TYPE
-              "', now(), 'application/protobuf', $10, string_agg(t.pl, ''::bytea ORDER BY t.n) "
+              "traceparent, payload) SELECT $10, gen_random_uuid()::text, '" DB_OUTBOX_BULK_TYPE
+              "', now(), 'application/protobuf', $9, string_agg(t.pl, ''::bytea ORDER BY t.n) "
               "FROM t WHERE t.id IN (SELECT id FROM ins) GROUP BY (t.n - 1) / " BULK_MAX
               " RETURNING 1) "
               "SELECT (SELECT count(*) FROM ins) AS n",
-              11, v, len, fmt);
-        barr *ua[] = {&b->u_id, &b->u_em, &b->u_nm, &b->u_st, &b->u_at, &b->ceids_u, &b->u_ev};
-        const char *u[9];
-        int ulen[9] = {0}, ufmt[9] = {0};
-        for (int k = 0; k < 7; k++) {
+              10, v, len, fmt);
+        barr *ua[] = {&b->u_id, &b->u_em, &b->u_nm, &b->u_st, &b->u_at, &b->u_ev};
+        const char *u[8];
+        int ulen[8] = {0}, ufmt[8] = {0};
+        for (int k = 0; k < 6; k++) {
             u[k] = ua[k]->out.data;
             ulen[k] = (int)ua[k]->out.len;
             ufmt[k] = 1;
         }
-        u[7] = j->traceparent;
-        u[8] = sm_topic_events;
+        u[6] = j->traceparent;
+        u[7] = sm_topic_events;
         sm_qb(op,
               "WITH t AS (SELECT * FROM unnest($1::uuid[], $2::bytea[], $3::bytea[], $4::text[], "
-              "$5::jsonb[], $6::text[], $7::bytea[]) WITH ORDINALITY AS t(id, em, nm, st, at, ce, "
-              "pl, n)), upd AS "
+              "$5::jsonb[], $6::bytea[]) WITH ORDINALITY AS t(id, em, nm, st, at, pl, n)), "
+              "upd AS "
               "(UPDATE subscribers s SET status = CASE WHEN "
               "s.status IN ('unsubscribed', 'blocklisted') THEN s.status ELSE COALESCE(t.st, "
               "s.status) END, attributes = s.attributes || COALESCE(t.at, '{}'), updated_at = "
@@ -564,12 +562,12 @@ static void write_step(sm_op *op, const db_result *r)
               "RETURNING s.id), sec AS (UPDATE subscriber_secrets k SET email_enc = t.em, name_enc "
               "= t.nm FROM t WHERE k.subscriber_id = t.id AND t.id IN (SELECT id FROM upd)), "
               "ev AS (INSERT INTO outbox (topic, ce_id, ce_type, ce_time, content_type, "
-              "traceparent, payload) SELECT $9, gen_random_uuid()::text, '" DB_OUTBOX_BULK_TYPE
-              "', now(), 'application/protobuf', $8, string_agg(t.pl, ''::bytea ORDER BY t.n) "
+              "traceparent, payload) SELECT $8, gen_random_uuid()::text, '" DB_OUTBOX_BULK_TYPE
+              "', now(), 'application/protobuf', $7, string_agg(t.pl, ''::bytea ORDER BY t.n) "
               "FROM t WHERE t.id IN (SELECT id FROM upd) GROUP BY (t.n - 1) / " BULK_MAX
               " RETURNING 1) "
               "SELECT (SELECT count(*) FROM upd) AS n",
-              9, u, ulen, ufmt);
+              8, u, ulen, ufmt);
         const char *m[] = {j->list_id[0] ? j->list_id : NULL, b->members.out.data};
         int mlen[] = {0, (int)b->members.out.len}, mfmt[] = {0, 1};
         sm_qb(op,
