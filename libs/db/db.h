@@ -171,6 +171,18 @@ void db_outbox_add(db_txn *t, const struct bus_record *r, db_txn_cb cb, void *da
 void db_outbox_add_many(db_txn *t, const struct bus_record *recs, size_t n, db_txn_cb cb,
                         void *data);
 
+/* A bulk row: an outbox row whose ce_type is DB_OUTBOX_BULK_TYPE carries many records in its
+ * payload (an OutboxBulk, platform.proto). The relay publishes each record as its own Kafka
+ * message (the record's key, ce_id, ce_type, ce_subject and value; the row's topic, partition,
+ * time, content type, traceparent and headers) in the Kafka transaction that checkpoints the
+ * row: a batch of a million-row import is one outbox row, still published exactly once.
+ * db_outbox_bulk_entry appends r's encoded entry to out; any concatenation of entries is a
+ * valid payload, so a statement can string_agg the entries of the rows it really wrote. Keep a
+ * row to a few thousand records: it is one Kafka transaction, and the producer's queue holds
+ * 100,000 messages. */
+#define DB_OUTBOX_BULK_TYPE "contentengine.platform.outbox.bulk.v1"
+void db_outbox_bulk_entry(core_buf *out, const struct bus_record *r);
+
 /* ------------------------------------------------------------------ outbox relay */
 
 typedef struct db_relay_config {

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "bus.h"
+#include "contentengine/v1/platform.pb-c.h"
 #include "db_internal.h"
 
 static const char outbox_insert_sql[] =
@@ -205,4 +206,31 @@ void db_inbox_claim(db_txn *t, const char *consumer, const char *event_id, db_cl
     }
     const char *vals[2] = {consumer, event_id};
     db_txn_query(t, inbox_claim_sql, 2, vals, claim_done, ctx);
+}
+
+void db_outbox_bulk_entry(core_buf *out, const struct bus_record *r)
+{
+    Contentengine__V1__OutboxRecord rec = CONTENTENGINE__V1__OUTBOX_RECORD__INIT;
+    rec.key.data = (uint8_t *)r->key;
+    rec.key.len = r->key ? r->key_len : 0;
+    rec.ce_id = (char *)(r->ce_id ? r->ce_id : "");
+    rec.ce_type = (char *)(r->ce_type ? r->ce_type : "");
+    rec.ce_subject = (char *)(r->ce_subject ? r->ce_subject : "");
+    rec.payload.data = (uint8_t *)r->value;
+    rec.payload.len = r->value ? r->value_len : 0;
+    size_t len = contentengine__v1__outbox_record__get_packed_size(&rec);
+    /* field 1, wire type 2 (length-delimited), then the length as a varint */
+    uint8_t head[11] = {0x0A};
+    size_t h = 1;
+    for (size_t v = len;; v >>= 7) {
+        head[h++] = (uint8_t)((v & 0x7F) | (v >= 0x80 ? 0x80 : 0));
+        if (v < 0x80) break;
+    }
+    core_buf_append(out, head, h);
+    uint8_t small[1024];
+    uint8_t *buf = len <= sizeof small ? small : malloc(len);
+    if (!buf) abort();
+    contentengine__v1__outbox_record__pack(&rec, buf);
+    core_buf_append(out, buf, len);
+    if (buf != small) free(buf);
 }

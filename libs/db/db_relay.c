@@ -31,12 +31,19 @@ static const char relay_lock_sql[] =
 
 static const char relay_listen_sql[] = "LISTEN " RELAY_CHANNEL;
 
+/* At most $1 rows, and no more rows once $2 payload bytes are reached (always at least one):
+ * a bulk row holds thousands of records, and the Kafka transaction and this result stay
+ * bounded. octet_length of a TOASTed value reads only its header. */
 static const char relay_select_sql[] =
     "SELECT id, topic, kafka_partition, key, ce_id, ce_type, "
     "(extract(epoch FROM ce_time) * 1000)::bigint AS ce_time_ms, ce_subject, content_type, "
     "traceparent, headers::text AS headers, payload, "
-    "extract(epoch FROM clock_timestamp() - created_at)::float8 AS age_s "
-    "FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1";
+    "extract(epoch FROM clock_timestamp() - created_at)::float8 AS age_s FROM (SELECT o.*, "
+    "sum(octet_length(payload)) OVER (ORDER BY id) AS upto FROM outbox o WHERE sent_at IS NULL "
+    "ORDER BY id LIMIT $1) b WHERE upto - octet_length(payload) < $2::bigint ORDER BY id";
+
+/* Payload bytes per Kafka transaction before the next row waits for the next one. */
+#define RELAY_MAX_BATCH_BYTES (8 * 1024 * 1024)
 
 static const char relay_mark_sql[] =
     "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[]) AND sent_at IS NULL";
@@ -380,10 +387,40 @@ static void relay_committed(void *data, const char *err, bool abortable)
     core_counter_add(r->m_published, (double)r->nbatch, r->name);
     r->mark_ids = r->batch_ids;
     r->nmark = r->nbatch;
-    r->mark_full = (int)r->nbatch >= r->batch;
+    /* a batch cut short by RELAY_MAX_BATCH_BYTES has rows behind it too: look again at once
+     * (one empty select ends a burst) */
+    r->mark_full = true;
     r->batch_ids = NULL;
     r->nbatch = 0;
     relay_op_done(r);
+}
+
+/* A bulk row (DB_OUTBOX_BULK_TYPE): each record as its own message, with the row's topic,
+ * partition, time, content type, traceparent and headers (in base). */
+static bool relay_produce_bulk(db_relay *r, const bus_record *base, const uint8_t *value,
+                               size_t value_len, const char *id, char *err, size_t errlen)
+{
+    Contentengine__V1__OutboxBulk *bulk = contentengine__v1__outbox_bulk__unpack(
+        NULL, value_len, value ? value : (const uint8_t *)"");
+    if (!bulk) {
+        snprintf(err, errlen, "outbox row %s: bulk payload does not decode", id);
+        return false;
+    }
+    bool ok = true;
+    for (size_t k = 0; ok && k < bulk->n_records; k++) {
+        const Contentengine__V1__OutboxRecord *e = bulk->records[k];
+        bus_record rec = *base;
+        rec.key = e->key.len ? e->key.data : NULL;
+        rec.key_len = e->key.len;
+        rec.value = e->payload.len ? (const void *)e->payload.data : (const void *)"";
+        rec.value_len = e->payload.len;
+        rec.ce_id = e->ce_id;
+        rec.ce_type = e->ce_type;
+        rec.ce_subject = e->ce_subject[0] ? e->ce_subject : NULL;
+        ok = bus_txn_produce(r->txp, &rec, err, errlen) == 0;
+    }
+    contentengine__v1__outbox_bulk__free_unpacked(bulk, NULL);
+    return ok;
 }
 
 static bool relay_produce_row(db_relay *r, const db_result *res, int i, char *err, size_t errlen)
@@ -420,10 +457,14 @@ static bool relay_produce_row(db_relay *r, const db_result *res, int i, char *er
         .headers = bh,
         .nheaders = nh,
     };
-    int rc = bus_txn_produce(r->txp, &rec, err, errlen);
+    bool ok;
+    if (rec.ce_type && strcmp(rec.ce_type, DB_OUTBOX_BULK_TYPE) == 0)
+        ok = relay_produce_bulk(r, &rec, value, value_len, db_result_value(res, i, 0), err, errlen);
+    else
+        ok = bus_txn_produce(r->txp, &rec, err, errlen) == 0;
     free(bh);
     free(hs);
-    return rc == 0;
+    return ok;
 }
 
 static bool relay_produce_checkpoint(db_relay *r, char *err, size_t errlen)
@@ -535,9 +576,11 @@ static void relay_step(db_relay *r)
         r->want_batch = false;
         char limit[16];
         snprintf(limit, sizeof limit, "%d", r->batch);
-        const char *vals[1] = {limit};
+        char bytes[24];
+        snprintf(bytes, sizeof bytes, "%d", RELAY_MAX_BATCH_BYTES);
+        const char *vals[2] = {limit, bytes};
         r->op_inflight = true;
-        db_query(r->pool, relay_select_sql, 1, vals, relay_selected, r);
+        db_query(r->pool, relay_select_sql, 2, vals, relay_selected, r);
     }
 }
 

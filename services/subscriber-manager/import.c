@@ -7,7 +7,8 @@
  *   B (loop)         look the batch's addresses up (one query), decide insert / update / skip
  *   C (thread pool)  seal e-mail and name (new key per new subscriber), build the events
  *   D (loop)         one transaction: insert, update, list memberships, the created/updated
- *                    events, the import's counters and errors, an ImportProgress event;
+ *                    events (one bulk outbox row for the batch: the relay publishes one message
+ *                    per subscriber), the import's counters and errors, an ImportProgress event;
  *                    IMPORT_WRITERS batches are in D at once, each on its own connection
  * An erased address (tombstone) is never re-imported; an unsubscribed or blocklisted one keeps its
  * status. Re-running the same file is idempotent: everything it holds already exists. Each bad
@@ -29,6 +30,10 @@
  * the bottleneck of an import, and a second one doubles the CPU PostgreSQL can put on it. Two
  * more batches are prepared meanwhile: one parsed, one looked up and sealed. */
 #define NBATCH_MAX (SM_IMPORT_WRITERS_MAX + 2)
+/* Events per bulk outbox row (text: pasted into the statements). A batch of up to 100,000 rows
+ * (IMPORT_BATCH_ROWS) gets several: the relay sends a bulk row in one Kafka transaction, and
+ * the producer's queue holds 100,000 messages. */
+#define BULK_MAX "5000"
 
 /* ---------------------------------------------------------------- binary arrays */
 
@@ -140,7 +145,7 @@ typedef struct batch {
     /* phase C output: binary array parameters */
     barr i_id, i_idx, i_em, i_nm, i_wk, i_st, i_at, i_ev;
     barr u_id, u_em, u_nm, u_st, u_at, u_ev;
-    barr ceids_i, ceids_u, members;
+    barr members;
     int64_t t_mark;
     uv_work_t work;
 } batch;
@@ -183,15 +188,15 @@ static const char *const statuses[] = {"pending",     "active",  "unsubscribed",
     {                                                                                              \
         &(j)->i_id, &(j)->i_idx, &(j)->i_em, &(j)->i_nm, &(j)->i_wk, &(j)->i_st, &(j)->i_at,       \
             &(j)->i_ev, &(j)->u_id, &(j)->u_em, &(j)->u_nm, &(j)->u_st, &(j)->u_at, &(j)->u_ev,    \
-            &(j)->ceids_i, &(j)->ceids_u, &(j)->members                                            \
+            &(j)->members                                                                          \
     }
 
 static void bufs_reset(batch *j)
 {
     barr *all[] = ALL_ARRAYS(j);
-    static const uint32_t oids[] = {OID_UUID,  OID_BYTEA, OID_BYTEA, OID_BYTEA, OID_BYTEA, OID_TEXT,
-                                    OID_JSONB, OID_BYTEA, OID_UUID,  OID_BYTEA, OID_BYTEA, OID_TEXT,
-                                    OID_JSONB, OID_BYTEA, OID_TEXT,  OID_TEXT,  OID_UUID};
+    static const uint32_t oids[] = {OID_UUID,  OID_BYTEA, OID_BYTEA, OID_BYTEA, OID_BYTEA,
+                                    OID_TEXT,  OID_JSONB, OID_BYTEA, OID_UUID,  OID_BYTEA,
+                                    OID_BYTEA, OID_TEXT,  OID_JSONB, OID_BYTEA, OID_UUID};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         barr_reset(all[i], oids[i]);
 }
@@ -384,6 +389,10 @@ static void parse_batch(uv_work_t *w)
 
 /* ---------------------------------------------------------------- C: seal */
 
+/* The row's created / updated event as an entry of the batch's bulk outbox row
+ * (db_outbox_bulk_entry): the statement that writes the batch joins the entries of the rows it
+ * really inserted or updated into one outbox row, which the relay publishes as one Kafka
+ * message per subscriber, with the same key, ids, type and payload as a row of its own had. */
 static void event_payload(barr *arr, const irow *r, const uint8_t dek[SM_KEY_BYTES],
                           const char *kind, const char *status, const char *list)
 {
@@ -399,7 +408,14 @@ static void event_payload(barr *arr, const irow *r, const uint8_t dek[SM_KEY_BYT
                                 .dek = dek,
                                 .pii_json = pii},
                     &rec, &buf);
-    barr_add(arr, rec.value, rec.value_len);
+    rec.ce_id = r->ce_id;
+    /* (not rec.ce_type: sm_event_record formats it in a static ring, shared by the threads) */
+    rec.ce_type = !strcmp(kind, "created") ? "contentengine.subscriber.created.v1"
+                                           : "contentengine.subscriber.updated.v1";
+    core_buf entry = {0};
+    db_outbox_bulk_entry(&entry, &rec);
+    barr_add(arr, entry.data, entry.len);
+    core_buf_free(&entry);
     free(buf);
     free(pii);
 }
@@ -432,7 +448,6 @@ static void seal_batch(uv_work_t *w)
             barr_add(&b->i_wk, wrapped, sizeof wrapped);
             barr_text(&b->i_st, st);
             barr_text(&b->i_at, r->attrs ? r->attrs : "{}");
-            barr_text(&b->ceids_i, r->ce_id);
             event_payload(&b->i_ev, r, dek, "created", st, j->list_id);
         } else if (r->kind == 1) {
             if (!sm_key_unwrap(k, r->id, r->wrapped, sizeof r->wrapped, dek)) {
@@ -444,7 +459,6 @@ static void seal_batch(uv_work_t *w)
             seal_field(&b->u_nm, dek, r->id, "name", r->name);
             barr_text(&b->u_st, r->status);
             barr_text(&b->u_at, r->attrs);
-            barr_text(&b->ceids_u, r->ce_id);
             event_payload(&b->u_ev, r, dek, "updated", r->status ? r->status : "", j->list_id);
         } else {
             continue;
@@ -499,58 +513,61 @@ static void write_step(sm_op *op, const db_result *r)
     job *j = b->j;
     switch (op->step) {
     case 0: {
-        barr *ia[] = {&b->i_id, &b->i_idx, &b->i_em,    &b->i_nm, &b->i_wk,
-                      &b->i_st, &b->i_at,  &b->ceids_i, &b->i_ev};
-        const char *v[11];
-        int len[11] = {0}, fmt[11] = {0};
-        for (int k = 0; k < 9; k++) {
+        barr *ia[] = {&b->i_id, &b->i_idx, &b->i_em, &b->i_nm,
+                      &b->i_wk, &b->i_st,  &b->i_at, &b->i_ev};
+        const char *v[10];
+        int len[10] = {0}, fmt[10] = {0};
+        for (int k = 0; k < 8; k++) {
             v[k] = ia[k]->out.data;
             len[k] = (int)ia[k]->out.len;
             fmt[k] = 1;
         }
-        v[9] = j->traceparent;
-        v[10] = sm_topic_events;
-        sm_qb(
-            op,
-            "WITH t AS (SELECT * FROM unnest($1::uuid[], $2::bytea[], $3::bytea[], $4::bytea[], "
-            "$5::bytea[], $6::text[], $7::jsonb[], $8::text[], $9::bytea[]) AS t(id, idx, em, nm, "
-            "wk, st, at, ce, pl)), sec AS (INSERT INTO subscriber_secrets (subscriber_id, "
-            "email_index, email_enc, name_enc, wrapped_key) SELECT id, idx, em, nm, wk FROM t "
-            "ON CONFLICT (email_index) DO NOTHING RETURNING subscriber_id), ins AS (INSERT INTO "
-            "subscribers (id, status, attributes, consent_source, consent_at, confirmed_at) "
-            "SELECT id, st, at, 'import', now(), CASE WHEN st = 'active' THEN now() END FROM t "
-            "WHERE t.id IN (SELECT subscriber_id FROM sec) RETURNING id), "
-            "ev AS (INSERT INTO outbox (topic, key, ce_id, ce_type, ce_time, ce_subject, "
-            "content_type, traceparent, payload) SELECT $11, "
-            "convert_to(t.id::text, 'UTF8'), t.ce, 'contentengine.subscriber.created.v1', now(), "
-            "t.id::text, 'application/protobuf', $10, t.pl FROM t WHERE t.id IN (SELECT id FROM "
-            "ins) RETURNING 1) SELECT (SELECT count(*) FROM ins) AS n",
-            11, v, len, fmt);
-        barr *ua[] = {&b->u_id, &b->u_em, &b->u_nm, &b->u_st, &b->u_at, &b->ceids_u, &b->u_ev};
-        const char *u[9];
-        int ulen[9] = {0}, ufmt[9] = {0};
-        for (int k = 0; k < 7; k++) {
+        v[8] = j->traceparent;
+        v[9] = sm_topic_events;
+        sm_qb(op,
+              "WITH t AS (SELECT * FROM unnest($1::uuid[], $2::bytea[], $3::bytea[], $4::bytea[], "
+              "$5::bytea[], $6::text[], $7::jsonb[], $8::bytea[]) WITH ORDINALITY AS "
+              "t(id, idx, em, nm, wk, st, at, pl, n)), sec AS (INSERT INTO subscriber_secrets "
+              "(subscriber_id, "
+              "email_index, email_enc, name_enc, wrapped_key) SELECT id, idx, em, nm, wk FROM t "
+              "ON CONFLICT (email_index) DO NOTHING RETURNING subscriber_id), ins AS (INSERT INTO "
+              "subscribers (id, status, attributes, consent_source, consent_at, confirmed_at) "
+              "SELECT id, st, at, 'import', now(), CASE WHEN st = 'active' THEN now() END FROM t "
+              "WHERE t.id IN (SELECT subscriber_id FROM sec) RETURNING id), "
+              "ev AS (INSERT INTO outbox (topic, ce_id, ce_type, ce_time, content_type, "
+              "traceparent, payload) SELECT $10, gen_random_uuid()::text, '" DB_OUTBOX_BULK_TYPE
+              "', now(), 'application/protobuf', $9, string_agg(t.pl, ''::bytea ORDER BY t.n) "
+              "FROM t WHERE t.id IN (SELECT id FROM ins) GROUP BY (t.n - 1) / " BULK_MAX
+              " RETURNING 1) "
+              "SELECT (SELECT count(*) FROM ins) AS n",
+              10, v, len, fmt);
+        barr *ua[] = {&b->u_id, &b->u_em, &b->u_nm, &b->u_st, &b->u_at, &b->u_ev};
+        const char *u[8];
+        int ulen[8] = {0}, ufmt[8] = {0};
+        for (int k = 0; k < 6; k++) {
             u[k] = ua[k]->out.data;
             ulen[k] = (int)ua[k]->out.len;
             ufmt[k] = 1;
         }
-        u[7] = j->traceparent;
-        u[8] = sm_topic_events;
+        u[6] = j->traceparent;
+        u[7] = sm_topic_events;
         sm_qb(op,
               "WITH t AS (SELECT * FROM unnest($1::uuid[], $2::bytea[], $3::bytea[], $4::text[], "
-              "$5::jsonb[], $6::text[], $7::bytea[]) AS t(id, em, nm, st, at, ce, pl)), upd AS "
+              "$5::jsonb[], $6::bytea[]) WITH ORDINALITY AS t(id, em, nm, st, at, pl, n)), "
+              "upd AS "
               "(UPDATE subscribers s SET status = CASE WHEN "
               "s.status IN ('unsubscribed', 'blocklisted') THEN s.status ELSE COALESCE(t.st, "
               "s.status) END, attributes = s.attributes || COALESCE(t.at, '{}'), updated_at = "
               "now(), version = s.version + 1 FROM t WHERE s.id = t.id AND s.erased_at IS NULL "
               "RETURNING s.id), sec AS (UPDATE subscriber_secrets k SET email_enc = t.em, name_enc "
               "= t.nm FROM t WHERE k.subscriber_id = t.id AND t.id IN (SELECT id FROM upd)), "
-              "ev AS (INSERT INTO outbox (topic, key, ce_id, ce_type, ce_time, "
-              "ce_subject, content_type, traceparent, payload) SELECT $9, "
-              "convert_to(t.id::text, 'UTF8'), t.ce, 'contentengine.subscriber.updated.v1', now(), "
-              "t.id::text, 'application/protobuf', $8, t.pl FROM t WHERE t.id IN (SELECT id FROM "
-              "upd) RETURNING 1) SELECT (SELECT count(*) FROM upd) AS n",
-              9, u, ulen, ufmt);
+              "ev AS (INSERT INTO outbox (topic, ce_id, ce_type, ce_time, content_type, "
+              "traceparent, payload) SELECT $8, gen_random_uuid()::text, '" DB_OUTBOX_BULK_TYPE
+              "', now(), 'application/protobuf', $7, string_agg(t.pl, ''::bytea ORDER BY t.n) "
+              "FROM t WHERE t.id IN (SELECT id FROM upd) GROUP BY (t.n - 1) / " BULK_MAX
+              " RETURNING 1) "
+              "SELECT (SELECT count(*) FROM upd) AS n",
+              8, u, ulen, ufmt);
         const char *m[] = {j->list_id[0] ? j->list_id : NULL, b->members.out.data};
         int mlen[] = {0, (int)b->members.out.len}, mfmt[] = {0, 1};
         sm_qb(op,

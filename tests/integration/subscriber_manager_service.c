@@ -401,6 +401,8 @@ static int group_setup(void **state)
     env_add("SERVICE_NAME=%s", svc_name);
     env_add("SUBSCRIBER_EVENTS_TOPIC=%s", t_events);
     env_add("IMPORT_PROGRESS_TOPIC=%s", t_imports);
+    /* more than one bulk outbox row's worth of events per batch (import.c: 5,000 per row) */
+    env_add("IMPORT_BATCH_ROWS=12000");
     char mig[4096];
     ts_repo_path(mig, sizeof mig, "services/subscriber-manager/migrations");
     env_add("MIGRATIONS_DIR=%s", mig);
@@ -1317,6 +1319,38 @@ static void test_segments_match_brute_force(void **state)
 
 /* ---------------------------------------------------------------- tests: import */
 
+static int cmp_id(const void *key, const void *elem)
+{
+    return strcmp(key, *(const char *const *)elem);
+}
+
+/* Counts the created events received so far of each subscriber in ids (sorted ids, one
+ * column) into seen, until every one has at least one or ms pass; returns how many have one. */
+static long created_events(PGresult *ids, int *seen, int64_t ms)
+{
+    long n = PQntuples(ids);
+    const char **sorted = calloc((size_t)n, sizeof *sorted);
+    for (long k = 0; k < n; k++)
+        sorted[k] = PQgetvalue(ids, (int)k, 0);
+    int64_t deadline = core_mono_ns() + ms * 1000000;
+    size_t scanned = 0;
+    long have = 0;
+    for (;;) {
+        for (; scanned < nevs; scanned++) {
+            const ev *e = &evs[scanned];
+            if (strcmp(e->topic, t_events) || strcmp(e->kind, "created")) continue;
+            const char **hit = bsearch(e->subscriber_id, sorted, (size_t)n, sizeof *sorted, cmp_id);
+            if (!hit) continue;
+            if (seen[hit - sorted]++ == 0) have++;
+            if (strcmp(e->key, e->subscriber_id) != 0) fail_msg("event keyed %s", e->key);
+        }
+        if (have == n || core_mono_ns() >= deadline) break;
+        ts_run_for(&loop, 500);
+    }
+    free(sorted);
+    return have;
+}
+
 static void test_import_million_idempotent(void **state)
 {
     (void)state;
@@ -1383,6 +1417,32 @@ static void test_import_million_idempotent(void **state)
         prev = row;
         assert_true(strlen(jstr(e, "error")) > 3);
     }
+    /* every imported subscriber is announced exactly once (a batch's events are one bulk
+     * outbox row that the relay expands), keyed by its id, the PII sealed with its key */
+    PGresult *ids = sql("SELECT id::text FROM subscribers WHERE attributes->>'plan' LIKE 'p%' "
+                        "ORDER BY id",
+                        0, NULL);
+    long nids = PQntuples(ids);
+    assert_int_equal(nids, rows - bad);
+    int *seen = calloc((size_t)nids, sizeof *seen);
+    long announced = created_events(ids, seen, 170000);
+    assert_int_equal(announced, nids);
+    for (long k = 0; k < nids; k++)
+        if (seen[k] != 1) fail_msg("%s announced %d times", PQgetvalue(ids, (int)k, 0), seen[k]);
+    const ev *e0 = wait_ev(PQgetvalue(ids, 0, 0), "created", 1000);
+    assert_string_equal(e0->key, PQgetvalue(ids, 0, 0));
+    assert_string_equal(e0->status, "active");
+    uint8_t dek[32];
+    assert_true(subscriber_key(PQgetvalue(ids, 0, 0), dek));
+    json_t *pii = open_pii(e0, dek);
+    assert_non_null(pii);
+    long num = -1;
+    assert_int_equal(sscanf(jstr(pii, "email"), "m%ld.", &num), 1);
+    char want[64];
+    snprintf(want, sizeof want, "Member %ld", num);
+    assert_string_equal(jstr(pii, "name"), want);
+    assert_non_null(strstr(jstr(pii, "email"), "@million.example"));
+    json_decref(pii);
     /* again: idempotent */
     import_csv(&csv, "mode=skip", &r, 170000);
     assert_int_equal(json_integer_value(json_object_get(r.json, "inserted")), 0);
@@ -1391,6 +1451,14 @@ static void test_import_million_idempotent(void **state)
     char q[256];
     snprintf(q, sizeof q, "SELECT count(*) FROM subscribers WHERE attributes->>'plan' LIKE 'p%%'");
     assert_int_equal(sql_count(q, 0, NULL), rows - bad);
+    /* and the re-run announced nothing new */
+    ts_run_for(&loop, 3000);
+    memset(seen, 0, (size_t)nids * sizeof *seen);
+    assert_int_equal(created_events(ids, seen, 1000), nids);
+    for (long k = 0; k < nids; k++)
+        if (seen[k] != 1) fail_msg("%s announced %d times", PQgetvalue(ids, (int)k, 0), seen[k]);
+    free(seen);
+    PQclear(ids);
     /* bad requests change nothing */
     long long before = sql_count("SELECT count(*) FROM imports", 0, NULL);
     const char *nohdr = "name,status\nx,active\n";

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bus.h"
+#include "contentengine/v1/platform.pb-c.h"
 #include "db_internal.h"
 #include "test_support.h"
 
@@ -315,6 +317,53 @@ static void test_result_accessors(void **state)
     PQclear(res);
 }
 
+/* Entries concatenated in any number are one OutboxBulk, which is what a statement's string_agg
+ * of them gives the relay; a record of more than 127 bytes needs a two-byte length. */
+static void test_bulk_entries(void **state)
+{
+    (void)state;
+    uint8_t big[300];
+    memset(big, 0xAB, sizeof big);
+    bus_record a = {.key = "k1",
+                    .key_len = 2,
+                    .ce_id = "id-1",
+                    .ce_type = "t.created.v1",
+                    .ce_subject = "s1",
+                    .value = "v",
+                    .value_len = 1};
+    bus_record b = {.key = "k2",
+                    .key_len = 2,
+                    .ce_id = "id-2",
+                    .ce_type = "t.updated.v1",
+                    .value = big,
+                    .value_len = sizeof big};
+    core_buf one = {0}, two = {0};
+    db_outbox_bulk_entry(&one, &a);
+    db_outbox_bulk_entry(&two, &a);
+    db_outbox_bulk_entry(&two, &b);
+    Contentengine__V1__OutboxBulk *m =
+        contentengine__v1__outbox_bulk__unpack(NULL, one.len, (const uint8_t *)one.data);
+    assert_non_null(m);
+    assert_int_equal(m->n_records, 1);
+    contentengine__v1__outbox_bulk__free_unpacked(m, NULL);
+    m = contentengine__v1__outbox_bulk__unpack(NULL, two.len, (const uint8_t *)two.data);
+    assert_non_null(m);
+    assert_int_equal(m->n_records, 2);
+    const Contentengine__V1__OutboxRecord *r0 = m->records[0], *r1 = m->records[1];
+    assert_memory_equal(r0->key.data, "k1", 2);
+    assert_string_equal(r0->ce_id, "id-1");
+    assert_string_equal(r0->ce_type, "t.created.v1");
+    assert_string_equal(r0->ce_subject, "s1");
+    assert_int_equal(r0->payload.len, 1);
+    assert_string_equal(r1->ce_id, "id-2");
+    assert_string_equal(r1->ce_subject, "");
+    assert_int_equal(r1->payload.len, sizeof big);
+    assert_memory_equal(r1->payload.data, big, sizeof big);
+    contentengine__v1__outbox_bulk__free_unpacked(m, NULL);
+    core_buf_free(&one);
+    core_buf_free(&two);
+}
+
 static void test_result_error(void **state)
 {
     (void)state;
@@ -443,6 +492,7 @@ int main(void)
         cmocka_unit_test(test_work_rejects_bad_args),
         cmocka_unit_test(test_result_accessors),
         cmocka_unit_test(test_result_error),
+        cmocka_unit_test(test_bulk_entries),
         cmocka_unit_test(test_unreachable_server_fails_fast),
         cmocka_unit_test(test_pool_new_rejects_bad_config),
     };

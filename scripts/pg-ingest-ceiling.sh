@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# What PostgreSQL alone can ingest of an import's exact rows: the ceiling of the CSV import.
+#
+#   BENCH_KEEP_SCHEMA=ceilsrc scripts/bench-subscribers.sh    # a real import, schema kept
+#   scripts/pg-ingest-ceiling.sh ceilsrc                       # then this; drops nothing of it
+#
+# Dumps that import's subscribers and subscriber_secrets rows (binary COPY), then loads them
+# with binary COPY straight into copies of the real tables (same columns, indexes, checks and
+# the deferred foreign key) in a scratch schema: in one session, in two concurrent sessions
+# (half the rows each), and without the foreign key or the secondary indexes to show what each
+# costs. Prints wall rows/s and the backends' CPU seconds (from /proc: needs root, as the local
+# stack runs PostgreSQL as its own user on this machine). No service, no Kafka, no validation,
+# no encryption: only the writes the import cannot avoid.
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+src="${1:-}"
+[[ "$src" =~ ^[a-z_][a-z0-9_]*$ ]] || die "usage: scripts/pg-ingest-ceiling.sh SCHEMA (kept by BENCH_KEEP_SCHEMA)"
+URL="$(scripts/postgres.sh url platform_test)"
+S=ceiling_$$
+D="$(mktemp -d)"
+trap 'rm -rf "$D"; psql -X -q "$URL" -c "DROP SCHEMA IF EXISTS $S CASCADE" >/dev/null 2>&1 || true' EXIT
+
+n="$(psql -X -At "$URL" -c "SELECT count(*) FROM $src.subscribers")" || die "no $src.subscribers"
+half="$(psql -X -At "$URL" -c "SELECT id FROM $src.subscribers ORDER BY id OFFSET $((n / 2)) LIMIT 1")"
+psql -X -q -v ON_ERROR_STOP=1 "$URL" <<SQL
+\\copy (SELECT * FROM $src.subscribers ORDER BY id) TO '$D/subs.bin' (FORMAT binary)
+\\copy (SELECT * FROM $src.subscriber_secrets ORDER BY subscriber_id) TO '$D/secrets.bin' (FORMAT binary)
+\\copy (SELECT * FROM $src.subscribers WHERE id < '$half' ORDER BY id) TO '$D/subs1.bin' (FORMAT binary)
+\\copy (SELECT * FROM $src.subscribers WHERE id >= '$half' ORDER BY id) TO '$D/subs2.bin' (FORMAT binary)
+\\copy (SELECT * FROM $src.subscriber_secrets WHERE subscriber_id < '$half' ORDER BY subscriber_id) TO '$D/secrets1.bin' (FORMAT binary)
+\\copy (SELECT * FROM $src.subscriber_secrets WHERE subscriber_id >= '$half' ORDER BY subscriber_id) TO '$D/secrets2.bin' (FORMAT binary)
+SQL
+
+# setup FK(0|1) SECONDARY_INDEXES(0|1): fresh copies of the two tables
+setup() {
+    local sql="SET client_min_messages = warning; DROP SCHEMA IF EXISTS $S CASCADE; CREATE SCHEMA $S;
+      CREATE TABLE $S.subscribers (LIKE $src.subscribers INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
+      ALTER TABLE $S.subscribers ADD PRIMARY KEY (id);
+      CREATE TABLE $S.subscriber_secrets (LIKE $src.subscriber_secrets INCLUDING DEFAULTS);
+      ALTER TABLE $S.subscriber_secrets ADD PRIMARY KEY (subscriber_id);
+      ALTER TABLE $S.subscriber_secrets ADD UNIQUE (email_index);"
+    [[ "$1" == 1 ]] && sql+="ALTER TABLE $S.subscriber_secrets ADD FOREIGN KEY (subscriber_id)
+      REFERENCES $S.subscribers (id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED;"
+    [[ "$2" == 1 ]] && sql+="CREATE INDEX ON $S.subscribers (status); CREATE INDEX ON $S.subscribers (created_at);
+      CREATE INDEX ON $S.subscribers USING gin (attributes jsonb_path_ops);"
+    psql -X -q -v ON_ERROR_STOP=1 "$URL" -c "$sql" >/dev/null
+}
+
+# load SUFFIX: one session, one transaction, both COPYs; writes its backend's CPU ticks to $D/cpu.SUFFIX
+load() {
+    {
+        echo "SELECT pg_backend_pid() AS bp \\gset"
+        echo "\\setenv BP :bp"
+        echo "\\! awk '{print \$14 + \$15}' /proc/\$BP/stat > $D/cpu0.$1"
+        echo "BEGIN;"
+        echo "\\copy $S.subscribers FROM '$D/subs$1.bin' (FORMAT binary)"
+        echo "\\copy $S.subscriber_secrets FROM '$D/secrets$1.bin' (FORMAT binary)"
+        echo "COMMIT;"
+        echo "\\! awk '{print \$14 + \$15}' /proc/\$BP/stat > $D/cpu1.$1"
+    } | psql -X -q -v ON_ERROR_STOP=1 "$URL"
+    echo $(($(cat "$D/cpu1.$1") - $(cat "$D/cpu0.$1"))) >"$D/cpu.$1"
+}
+
+# run LABEL FK INDEXES SESSIONS
+run() {
+    local t0 t1 cpu=0 f
+    setup "$2" "$3"
+    rm -f "$D"/cpu.*
+    t0="$(date +%s.%N)"
+    if [[ "$4" == 2 ]]; then
+        load 1 &
+        load 2 &
+        wait
+    else
+        load ""
+    fi
+    t1="$(date +%s.%N)"
+    for f in "$D"/cpu.*; do cpu=$((cpu + $(cat "$f"))); done
+    python3 -c 'import sys; n, w, c = int(sys.argv[1]), float(sys.argv[3]) - float(sys.argv[2]), int(sys.argv[4]) / int(sys.argv[5])
+print(f"{sys.argv[6]:52s} {n / w:9,.0f} rows/s wall ({w:5.1f} s)   backend CPU {c:5.1f} s = {n / c:9,.0f} rows per CPU-second")' \
+        "$n" "$t0" "$t1" "$cpu" "$(getconf CLK_TCK)" "$1"
+}
+
+log "binary COPY of $n subscribers (+ their secrets) into the real tables (load: $(uptime | sed 's/.*average: //'))"
+run "all indexes + deferred FK, 1 session" 1 1 1
+run "all indexes + deferred FK, 2 sessions" 1 1 2
+run "all indexes, no FK, 1 session" 0 1 1
+run "primary keys + email_index only, no FK, 1 session" 0 0 1
+note "load at the end: $(uptime | sed 's/.*average: //')"
