@@ -149,11 +149,19 @@ cmd_start() {
             die "port $CE_PG_PORT is taken by a process that is not our PostgreSQL (ss -ltnp 'sport = :$CE_PG_PORT')"
         write_config
         log "starting postgres on $CE_HOST:$CE_PG_PORT"
-        as_pg "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -l "$PGLOG" -w -t 60 start >/dev/null ||
-            {
-                tail -n 20 "$PGLOG" >&2
-                die "postgres did not start; see ${PGLOG#"$ROOT"/}"
-            }
+        local tries=0
+        until as_pg "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -l "$PGLOG" -w -t 60 start >/dev/null; do
+            # 55432 lies in Linux's ephemeral port range: an outgoing connection of some other
+            # program can hold it for a while (nothing listens, yet the bind fails).
+            if ((++tries < 20)) && ! port_listening "$CE_PG_PORT" &&
+                tail -n 5 "$PGLOG" | grep -q 'Address already in use'; then
+                note "port $CE_PG_PORT is held by an outgoing connection for now; retrying"
+                sleep 1
+                continue
+            fi
+            tail -n 20 "$PGLOG" >&2
+            die "postgres did not start; see ${PGLOG#"$ROOT"/}"
+        done
     fi
     ensure_roles
     note "database $PG_DB with roles: $ROLES"
