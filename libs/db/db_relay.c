@@ -77,7 +77,8 @@ struct db_relay {
     unsigned attempt;
     int64_t *batch_ids; /* ids in the Kafka transaction being built / committed */
     size_t nbatch;
-    int64_t *mark_ids; /* committed to Kafka, not yet marked sent */
+    size_t batch_bytes; /* payload bytes in it: at RELAY_MAX_BATCH_BYTES rows may wait behind */
+    int64_t *mark_ids;  /* committed to Kafka, not yet marked sent */
     size_t nmark;
     bool mark_full;   /* the marked batch was full: look for more at once */
     int side_queries; /* pending gauge and cleanup statements in flight */
@@ -387,9 +388,10 @@ static void relay_committed(void *data, const char *err, bool abortable)
     core_counter_add(r->m_published, (double)r->nbatch, r->name);
     r->mark_ids = r->batch_ids;
     r->nmark = r->nbatch;
-    /* a batch cut short by RELAY_MAX_BATCH_BYTES has rows behind it too: look again at once
-     * (one empty select ends a burst) */
-    r->mark_full = true;
+    /* A full batch, or one cut short by RELAY_MAX_BATCH_BYTES (the select stops adding rows
+     * once the payload reaches it, so a cut batch holds at least that much), may have rows
+     * behind it: look again at once. Otherwise NOTIFY or the sweep brings the next. */
+    r->mark_full = (int)r->nbatch >= r->batch || r->batch_bytes >= RELAY_MAX_BATCH_BYTES;
     r->batch_ids = NULL;
     r->nbatch = 0;
     relay_op_done(r);
@@ -428,6 +430,7 @@ static bool relay_produce_row(db_relay *r, const db_result *res, int i, char *er
     size_t key_len = 0, value_len = 0;
     const uint8_t *key = db_result_bytea(res, i, 3, &key_len);
     const uint8_t *value = db_result_bytea(res, i, 11, &value_len);
+    r->batch_bytes += value_len;
     int64_t partition = BUS_PARTITION_ANY, ce_time_ms = 0;
     if (!db_result_isnull(res, i, 2)) db_result_int64(res, i, 2, &partition);
     db_result_int64(res, i, 6, &ce_time_ms);
@@ -515,6 +518,7 @@ static void relay_selected(const db_result *res, void *data)
     r->batch_ids = calloc((size_t)n, sizeof *r->batch_ids);
     if (!r->batch_ids) abort();
     r->nbatch = 0;
+    r->batch_bytes = 0;
     for (int i = 0; i < n; i++)
         db_result_int64(res, i, 0, &r->batch_ids[r->nbatch++]);
     char err[512];
