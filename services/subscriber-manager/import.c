@@ -53,6 +53,16 @@ typedef struct barr {
     bool has_null;
 } barr;
 
+/* The first n statement parameters: finished arrays, in binary format. */
+static void barr_params(barr *const *arrs, int n, const char **values, int *lengths, int *formats)
+{
+    for (int k = 0; k < n; k++) {
+        values[k] = arrs[k]->out.data;
+        lengths[k] = (int)arrs[k]->out.len;
+        formats[k] = 1;
+    }
+}
+
 static void put32(core_buf *b, uint32_t v)
 {
     uint8_t be[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
@@ -517,11 +527,7 @@ static void write_step(sm_op *op, const db_result *r)
                       &b->i_wk, &b->i_st,  &b->i_at, &b->i_ev};
         const char *v[10];
         int len[10] = {0}, fmt[10] = {0};
-        for (int k = 0; k < 8; k++) {
-            v[k] = ia[k]->out.data;
-            len[k] = (int)ia[k]->out.len;
-            fmt[k] = 1;
-        }
+        barr_params(ia, 8, v, len, fmt);
         v[8] = j->traceparent;
         v[9] = sm_topic_events;
         sm_qb(op,
@@ -544,11 +550,7 @@ static void write_step(sm_op *op, const db_result *r)
         barr *ua[] = {&b->u_id, &b->u_em, &b->u_nm, &b->u_st, &b->u_at, &b->u_ev};
         const char *u[8];
         int ulen[8] = {0}, ufmt[8] = {0};
-        for (int k = 0; k < 6; k++) {
-            u[k] = ua[k]->out.data;
-            ulen[k] = (int)ua[k]->out.len;
-            ufmt[k] = 1;
-        }
+        barr_params(ua, 6, u, ulen, ufmt);
         u[6] = j->traceparent;
         u[7] = sm_topic_events;
         sm_qb(op,
