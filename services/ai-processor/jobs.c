@@ -13,12 +13,22 @@
 
 typedef struct ai_job ai_job;
 
+/* An intrusive doubly linked list: jobs and intakes keep their link as their first member. */
+typedef struct node {
+    struct node *prev, *next;
+} node;
+
+typedef struct node_list {
+    node *head, *tail;
+    int n;
+} node_list;
+
 /* A message being recorded (several at once with the consumer's max_in_flight, never two of
  * one partition). */
 typedef struct intake {
+    node link; /* first: in owner->intakes, oldest first */
     ai_jobs *owner;
-    struct intake *prev, *next; /* in owner->intakes, oldest first */
-    uv_timer_t retry;           /* backs off a failed recording; closing it frees the intake */
+    uv_timer_t retry; /* backs off a failed recording; closing it frees the intake */
     bus_consumer *consumer;
     const bus_message *msg;
     ai_request req;
@@ -30,9 +40,9 @@ typedef struct intake {
 } intake;
 
 struct ai_job {
+    node link; /* first: in owner->waiting or owner->running */
     ai_jobs *owner;
-    ai_job *prev, *next; /* in owner->waiting or owner->running */
-    uv_timer_t retry;    /* backs off a failed final write; closing it frees the job */
+    uv_timer_t retry; /* backs off a failed final write; closing it frees the job */
     ai_request req;
     bool req_ok; /* req was decoded (a resumed job's stored request may not be) */
     char job_id[AI_ID_MAX + 1];
@@ -55,18 +65,10 @@ struct ai_job {
     provider_stats stats;
 };
 
-typedef struct job_list {
-    ai_job *head, *tail;
-    int n;
-} job_list;
-
 struct ai_jobs {
     ai_jobs_config cfg;
-    job_list waiting, running;
-    struct {
-        intake *head, *tail;
-        int n;
-    } intakes; /* messages being recorded, and recorded ones held back (parked) */
+    node_list waiting, running; /* of ai_job */
+    node_list intakes;          /* messages being recorded, and recorded ones held back (parked) */
     bool draining;
     uv_timer_t drain_timer;
     void (*drained)(void *data);
@@ -83,30 +85,41 @@ static void intake_ack_parked(ai_jobs *j, bool all);
 
 /* ---------------------------------------------------------------- lists */
 
-static void list_push(job_list *l, ai_job *job)
+static void list_push(node_list *l, node *e)
 {
-    job->prev = l->tail;
-    job->next = NULL;
+    e->prev = l->tail;
+    e->next = NULL;
     if (l->tail)
-        l->tail->next = job;
+        l->tail->next = e;
     else
-        l->head = job;
-    l->tail = job;
+        l->head = e;
+    l->tail = e;
     l->n++;
 }
 
-static void list_remove(job_list *l, ai_job *job)
+static void list_remove(node_list *l, node *e)
 {
-    if (job->prev)
-        job->prev->next = job->next;
+    if (e->prev)
+        e->prev->next = e->next;
     else
-        l->head = job->next;
-    if (job->next)
-        job->next->prev = job->prev;
+        l->head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
     else
-        l->tail = job->prev;
-    job->prev = job->next = NULL;
+        l->tail = e->prev;
+    e->prev = e->next = NULL;
     l->n--;
+}
+
+/* The job or intake whose link e is (the link is the first member of both). */
+static ai_job *job_of(node *e)
+{
+    return (ai_job *)e;
+}
+
+static intake *intake_of(node *e)
+{
+    return (intake *)e;
 }
 
 static void gauges(ai_jobs *j)
@@ -154,7 +167,7 @@ static void job_free(ai_job *job)
 static void job_end(ai_job *job)
 {
     ai_jobs *j = job->owner;
-    list_remove(&j->running, job);
+    list_remove(&j->running, &job->link);
     if (job->final_written) {
         const char *result = job->error == PROVIDER_OK ? "done" : "failed";
         core_counter_add(j->m_total, 1, job->provider, result);
@@ -211,7 +224,7 @@ static void on_provider_done(provider_job *pj, const provider_result *res, void 
 static void job_start(ai_job *job)
 {
     ai_jobs *j = job->owner;
-    list_push(&j->running, job);
+    list_push(&j->running, &job->link);
     job->started_ns = core_mono_ns();
     core_log_set_trace(job->trace_id);
     const char *vals[1] = {job->job_id};
@@ -242,8 +255,8 @@ static void job_start(ai_job *job)
 static void jobs_pump(ai_jobs *j)
 {
     while (!j->draining && j->waiting.head && j->running.n < j->cfg.max_concurrent) {
-        ai_job *job = j->waiting.head;
-        list_remove(&j->waiting, job);
+        ai_job *job = job_of(j->waiting.head);
+        list_remove(&j->waiting, &job->link);
         job_start(job);
     }
     gauges(j);
@@ -456,15 +469,7 @@ static void intake_closed(uv_handle_t *h)
 static void intake_end(intake *in, bus_result result, const char *error)
 {
     ai_jobs *j = in->owner;
-    if (in->prev)
-        in->prev->next = in->next;
-    else
-        j->intakes.head = in->next;
-    if (in->next)
-        in->next->prev = in->prev;
-    else
-        j->intakes.tail = in->prev;
-    j->intakes.n--;
+    list_remove(&j->intakes, &in->link);
     bus_done(in->consumer, in->msg, result, error);
     uv_close((uv_handle_t *)&in->retry, intake_closed);
 }
@@ -472,8 +477,9 @@ static void intake_end(intake *in, bus_result result, const char *error)
 /* Acknowledges parked intakes, oldest first, while the queue has room (all: regardless). */
 static void intake_ack_parked(ai_jobs *j, bool all)
 {
-    for (intake *in = j->intakes.head, *next; in; in = next) {
-        next = in->next;
+    for (node *e = j->intakes.head, *next; e; e = next) {
+        next = e->next;
+        intake *in = intake_of(e);
         if (!in->parked) continue;
         if (!all && j->waiting.n >= j->cfg.max_queued) break;
         intake_end(in, BUS_OK, NULL);
@@ -489,7 +495,7 @@ static void intake_finish(intake *in, bus_result result, const char *error)
         job->req = in->req;
         job->req_ok = true;
         memset(&in->req, 0, sizeof in->req);
-        list_push(&j->waiting, job);
+        list_push(&j->waiting, &job->link);
         core_log_info("job queued", CORE_F_STR("job_id", job->job_id),
                       CORE_F_STR("item_id", job->item_id));
     }
@@ -680,13 +686,7 @@ void ai_jobs_on_message(bus_consumer *c, const bus_message *m, void *data)
                  (int)m->partition, (long long)m->offset);
     uv_timer_init(j->cfg.loop, &in->retry);
     in->retry.data = in;
-    in->prev = j->intakes.tail;
-    if (j->intakes.tail)
-        j->intakes.tail->next = in;
-    else
-        j->intakes.head = in;
-    j->intakes.tail = in;
-    j->intakes.n++;
+    list_push(&j->intakes, &in->link);
     intake_begin(in);
 }
 
@@ -715,7 +715,7 @@ static void on_resume_rows(const db_result *r, void *data)
         const uint8_t *bytes = db_result_bytea(r, i, 3, &len);
         char err[256];
         job->req_ok = bytes && ai_request_decode(bytes, len, &job->req, err, sizeof err);
-        list_push(&j->waiting, job);
+        list_push(&j->waiting, &job->link);
     }
     if (n > 0) core_log_info("resuming unfinished jobs", CORE_F_INT("count", n));
     rc->done(rc->data, NULL, n);
@@ -749,13 +749,15 @@ static void on_drain_timeout(uv_timer_t *t)
 {
     ai_jobs *j = t->data;
     /* Out of time: stop generating; rows stay running and the next start resumes them. */
-    for (ai_job *job = j->running.head; job; job = job->next) {
+    for (node *e = j->running.head; e; e = e->next) {
+        ai_job *job = job_of(e);
         if (job->pjob) provider_cancel(j->cfg.provider, job->pjob);
         job->pjob = NULL;
         if (!job->final_ready) job->abandoned = true;
     }
-    for (ai_job *job = j->running.head, *next; job; job = next) {
-        next = job->next;
+    for (node *e = j->running.head, *next; e; e = next) {
+        next = e->next;
+        ai_job *job = job_of(e);
         if (uv_is_active((uv_handle_t *)&job->retry)) {
             uv_timer_stop(&job->retry); /* a result that could not be recorded: resumed later */
             job->writing = false;
@@ -773,8 +775,8 @@ void ai_jobs_drain(ai_jobs *j, int64_t timeout_ms, void (*done)(void *data), voi
     j->drained_data = data;
     /* Waiting jobs stay queued in the table for the next start. */
     while (j->waiting.head) {
-        ai_job *job = j->waiting.head;
-        list_remove(&j->waiting, job);
+        ai_job *job = job_of(j->waiting.head);
+        list_remove(&j->waiting, &job->link);
         job_free(job);
     }
     gauges(j);
@@ -783,8 +785,9 @@ void ai_jobs_drain(ai_jobs *j, int64_t timeout_ms, void (*done)(void *data), voi
     /* Recorded and held back: acknowledged (the jobs are in the table). Waiting to retry
      * recording: given back uncommitted. The others finish their transaction first. */
     intake_ack_parked(j, true);
-    for (intake *in = j->intakes.head, *next; in; in = next) {
-        next = in->next;
+    for (node *e = j->intakes.head, *next; e; e = next) {
+        next = e->next;
+        intake *in = intake_of(e);
         if (uv_is_active((uv_handle_t *)&in->retry)) {
             uv_timer_stop(&in->retry);
             intake_finish(in, BUS_RETRY, "draining");
@@ -827,8 +830,8 @@ void ai_jobs_free(ai_jobs *j)
 {
     if (!j) return;
     while (j->waiting.head) {
-        ai_job *job = j->waiting.head;
-        list_remove(&j->waiting, job);
+        ai_job *job = job_of(j->waiting.head);
+        list_remove(&j->waiting, &job->link);
         job_free(job);
     }
     /* The timer's close callback frees j (run the loop afterwards). */
