@@ -338,15 +338,20 @@ static void on_sources_resolved(db_txn *t, const db_result *r, void *data)
     insert_item(op, t);
 }
 
+/* db_begin's answer: keeps the transaction, or ends op as unavailable (false). */
+static bool txn_started(cm_op *op, db_txn *t, const db_result *r)
+{
+    op->txn = t;
+    if (t) return true;
+    failed(op, r);
+    finish(op, CM_UNAVAILABLE);
+    return false;
+}
+
 static void on_create_begun(db_txn *t, const db_result *r, void *data)
 {
     cm_op *op = data;
-    op->txn = t;
-    if (!t) {
-        failed(op, r);
-        finish(op, CM_UNAVAILABLE);
-        return;
-    }
+    if (!txn_started(op, t, r)) return;
     core_buf ids = {0};
     core_buf_append(&ids, "{", 1);
     json_t *src = op->brief.sources;
@@ -484,12 +489,7 @@ static void on_claimed(db_txn *t, const db_result *r, bool first, void *data)
 static void on_begun(db_txn *t, const db_result *r, void *data)
 {
     cm_op *op = data;
-    op->txn = t;
-    if (!t) {
-        failed(op, r);
-        finish(op, CM_UNAVAILABLE);
-        return;
-    }
+    if (!txn_started(op, t, r)) return;
     if (op->event_id[0])
         db_inbox_claim(t, CM_CONSUMER, op->event_id, on_claimed, op);
     else
