@@ -14,6 +14,11 @@
 #              (stdout) redirected to a file under var/; twice: one process (the design brief's
 #              model, GATEWAY_WORKERS=1) and GATEWAY_WORKERS=N (nginx's model; N = nginx's
 #              worker count unless BENCH_GATEWAY_WORKERS says otherwise)
+#   floor      tests/programs/proxy_floor.c: the cheapest proxy that still sends each request on
+#              its own upstream exchange (raw epoll, each client connection paired with its own
+#              upstream connection, bytes copied verbatim: no parsing, no headers, no log, no
+#              timers). No real proxy can beat it on this machine, so floor/nginx is the ceiling
+#              for the gateway's ratio here; it is printed next to the goal
 #
 # Each round runs wrk against the three (the order rotates between rounds so background noise
 # hits all); the figures that count are the medians over the rounds: requests/s, p99 latency,
@@ -22,7 +27,7 @@
 #
 #   BENCH_ROUNDS (3)  BENCH_DURATION (10s)  BENCH_CONNECTIONS (64)  BENCH_THREADS (2)
 #   BENCH_GATEWAY_WORKERS (nginx's worker count)
-#   BENCH_PORT_BASE (18480: the upstream, nginx and the gateways use it, +1, +2, +3)
+#   BENCH_PORT_BASE (18480: the upstream, nginx, the gateways and the floor use it, +1 ... +4)
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 service_env
@@ -37,6 +42,7 @@ UP_PORT="$BASE"
 NGX_PORT=$((BASE + 1))
 GW_PORT=$((BASE + 2))
 GWN_PORT=$((BASE + 3))
+FLOOR_PORT=$((BASE + 4))
 DIR="$VAR/bench-gateway"
 NGINX="${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}"
 PATH_UNDER_TEST="/api/bench/ok"
@@ -52,8 +58,10 @@ if ! make -s -C "$ROOT" all; then
 fi
 GATEWAY="$BINDIR/gateway"
 [[ -x "$GATEWAY" ]] || die "$GATEWAY was not built"
+FLOOR="$BUILD/tests/programs/proxy_floor"
+make -s -C "$ROOT" "$FLOOR" || die "tests/programs/proxy_floor.c does not build"
 
-for p in "$UP_PORT" "$NGX_PORT" "$GW_PORT" "$GWN_PORT"; do
+for p in "$UP_PORT" "$NGX_PORT" "$GW_PORT" "$GWN_PORT" "$FLOOR_PORT"; do
     if port_listening "$p"; then die "port $p is in use (set BENCH_PORT_BASE)"; fi
 done
 
@@ -158,10 +166,14 @@ gw1_pid="$(start_gateway "$GW_PORT" 1 "$DIR/gateway-1.log")"
 gw_pids+=("$gw1_pid")
 gwn_pid="$(start_gateway "$GWN_PORT" "$GW_WORKERS" "$DIR/gateway-$GW_WORKERS.log")"
 gw_pids+=("$gwn_pid")
+"$FLOOR" "$FLOOR_PORT" "$UP_PORT" >"$DIR/floor.log" 2>&1 &
+floor_pid=$!
+gw_pids+=("$floor_pid")
+wait_port "$CE_HOST" "$FLOOR_PORT" 10 "the floor proxy (see $DIR/floor.log)"
 wait_port "$CE_HOST" "$GW_PORT" 10 "the gateway (see $DIR/gateway-1.log)"
 wait_port "$CE_HOST" "$GWN_PORT" 10 "the gateway (see $DIR/gateway-$GW_WORKERS.log)"
 
-for p in "$NGX_PORT" "$GW_PORT" "$GWN_PORT"; do
+for p in "$NGX_PORT" "$GW_PORT" "$GWN_PORT" "$FLOOR_PORT"; do
     body="$(curl -fsS "http://127.0.0.1:$p$PATH_UNDER_TEST")" || die "GET $PATH_UNDER_TEST on $p failed"
     [[ "$body" == "ok" ]] || die "GET $PATH_UNDER_TEST on $p answered '$body'"
 done
@@ -212,20 +224,21 @@ run() {
 median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 med() { printf '%s\n' "$@" | median; }
 
-names=(nginx gateway-1 "gateway-$GW_WORKERS")
-ports=("$NGX_PORT" "$GW_PORT" "$GWN_PORT")
-pids=("$ngx_master" "$gw1_pid" "$gwn_pid")
-workers=("$nginx_workers" 1 "$GW_WORKERS")
+names=(nginx gateway-1 "gateway-$GW_WORKERS" floor)
+ports=("$NGX_PORT" "$GW_PORT" "$GWN_PORT" "$FLOOR_PORT")
+pids=("$ngx_master" "$gw1_pid" "$gwn_pid" "$floor_pid")
+workers=("$nginx_workers" 1 "$GW_WORKERS" 1)
+NP=${#names[@]}
 
 log "warm-up (2s each)"
-for i in 0 1 2; do run "${names[$i]}" "${ports[$i]}" 2s "${pids[$i]}" >/dev/null; done
+for ((i = 0; i < NP; i++)); do run "${names[$i]}" "${ports[$i]}" 2s "${pids[$i]}" >/dev/null; done
 
 # Measurements by "<proxy index>,<round>".
 # shellcheck disable=SC2034 # read through the nameref in med_of
 declare -A RPS P99 CPU
 for ((r = 0; r < ROUNDS; r++)); do
-    for k in 0 1 2; do
-        i=$(((r + k) % 3)) # the order rotates
+    for ((k = 0; k < NP; k++)); do
+        i=$(((r + k) % NP)) # the order rotates
         read -r a b c < <(run "${names[$i]}" "${ports[$i]}" "$DURATION" "${pids[$i]}")
         [[ -n "${c:-}" ]] || die "measuring ${names[$i]} failed (see $DIR)"
         # shellcheck disable=SC2034 # CPU is read through the nameref in med_of
@@ -246,12 +259,12 @@ echo
 echo "gateway vs nginx: wrk -t$THREADS -c$CONNS -d$DURATION --latency, GET $PATH_UNDER_TEST," \
     "$ROUNDS rounds (medians), $(nproc) CPUs"
 declare -a M_RPS M_P99 M_CPU
-for i in 0 1 2; do
+for ((i = 0; i < NP; i++)); do
     M_RPS[i]="$(med_of RPS "$i")" M_P99[i]="$(med_of P99 "$i")" M_CPU[i]="$(med_of CPU "$i")"
     printf '  %-10s %2s worker(s)  %9.0f req/s  p99 %7.2f ms  %6.1f us CPU/request\n' \
         "${names[$i]}" "${workers[$i]}" "${M_RPS[i]}" "${M_P99[i]}" "${M_CPU[i]}"
 done
-for i in 1 2; do
+for ((i = 1; i < NP; i++)); do
     rr=() rp=()
     for ((r = 0; r < ROUNDS; r++)); do
         rr+=("$(awk -v g="${RPS[$i,$r]}" -v n="${RPS[0,$r]}" 'BEGIN { print g / n }')")
@@ -263,3 +276,5 @@ for i in 1 2; do
         printf "  %s/nginx: throughput %.2fx (median of rounds %.2fx; goal >= 1.25x), p99 %.2fx (%.2fx; goal <= 1.00x), CPU/request %.2fx\n",
             name, g / n, rr, gp / np, rp, gc / nc }'
 done
+echo "  (floor: no parsing, headers, log or timers; the most any proxy sending each request on its" \
+    "own upstream exchange reaches here, so the gateway's ratio cannot pass floor/nginx)"

@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
-#include <openssl/evp.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -240,25 +239,22 @@ int dbi_migration_name(const char *fname, int *version)
 
 void dbi_checksum(const void *data, size_t len, char out[65])
 {
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (!ctx) abort();
-    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    crypto_hash_sha256_state st;
+    crypto_hash_sha256_init(&st);
     /* CRLF line ends count as LF: a checkout on another system must not look "changed". */
     const unsigned char *s = data;
     size_t start = 0;
     for (size_t i = 0; i + 1 < len; i++) {
         if (s[i] == '\r' && s[i + 1] == '\n') {
-            EVP_DigestUpdate(ctx, s + start, i - start);
+            crypto_hash_sha256_update(&st, s + start, i - start);
             start = i + 1;
         }
     }
-    EVP_DigestUpdate(ctx, s + start, len - start);
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    EVP_DigestFinal_ex(ctx, md, &mdlen);
-    EVP_MD_CTX_free(ctx);
+    crypto_hash_sha256_update(&st, s + start, len - start);
+    unsigned char md[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256_final(&st, md);
     static const char hex[] = "0123456789abcdef";
-    for (unsigned i = 0; i < 32 && i < mdlen; i++) {
+    for (unsigned i = 0; i < sizeof md; i++) {
         out[2 * i] = hex[md[i] >> 4];
         out[2 * i + 1] = hex[md[i] & 15];
     }

@@ -5,8 +5,8 @@
  */
 #include <ctype.h>
 #include <curl/curl.h>
-#include <openssl/evp.h>
 #include <regex.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,9 +188,8 @@ char *sc_url_origin(const char *url)
 
 static void sha256_hex(const void *data, size_t len, char *out, size_t hexchars)
 {
-    unsigned char md[32];
-    unsigned int mdlen = 0;
-    EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
+    unsigned char md[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256(md, data, len);
     static const char hex[] = "0123456789abcdef";
     for (size_t i = 0; i < hexchars / 2 && i < 32; i++) {
         out[2 * i] = hex[md[i] >> 4];
