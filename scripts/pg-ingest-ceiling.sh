@@ -8,7 +8,9 @@
 # with binary COPY straight into copies of the real tables (same columns, indexes, checks and
 # the deferred foreign key) in a scratch schema: in one session, in two concurrent sessions
 # (half the rows each), and without the foreign key or the secondary indexes to show what each
-# costs. Prints wall rows/s and the backends' CPU seconds (from /proc: needs root, as the local
+# costs. Last, the least any schema can do: the subscriber and its secrets as one row in one
+# table with only the two keys the features need (the id, and the blind index that finds an
+# e-mail and makes a re-run skip). Prints wall rows/s and the backends' CPU seconds (from /proc: needs root, as the local
 # stack runs PostgreSQL as its own user on this machine). No service, no Kafka, no validation,
 # no encryption: only the writes the import cannot avoid.
 # shellcheck source=scripts/lib.sh
@@ -27,6 +29,9 @@ psql -X -q -v ON_ERROR_STOP=1 "$URL" <<SQL
 \\copy (SELECT * FROM $src.subscriber_secrets ORDER BY subscriber_id) TO '$D/secrets.bin' (FORMAT binary)
 \\copy (SELECT * FROM $src.subscribers WHERE id < '$half' ORDER BY id) TO '$D/subs1.bin' (FORMAT binary)
 \\copy (SELECT * FROM $src.subscribers WHERE id >= '$half' ORDER BY id) TO '$D/subs2.bin' (FORMAT binary)
+\\copy (SELECT s.*, x.email_index, x.email_enc, x.name_enc, x.consent_ip_enc, x.wrapped_key FROM $src.subscribers s JOIN $src.subscriber_secrets x ON x.subscriber_id = s.id WHERE s.id < '$half' ORDER BY s.id) TO '$D/one1.bin' (FORMAT binary)
+\\copy (SELECT s.*, x.email_index, x.email_enc, x.name_enc, x.consent_ip_enc, x.wrapped_key FROM $src.subscribers s JOIN $src.subscriber_secrets x ON x.subscriber_id = s.id WHERE s.id >= '$half' ORDER BY s.id) TO '$D/one2.bin' (FORMAT binary)
+\\copy (SELECT s.*, x.email_index, x.email_enc, x.name_enc, x.consent_ip_enc, x.wrapped_key FROM $src.subscribers s JOIN $src.subscriber_secrets x ON x.subscriber_id = s.id ORDER BY s.id) TO '$D/one.bin' (FORMAT binary)
 \\copy (SELECT * FROM $src.subscriber_secrets WHERE subscriber_id < '$half' ORDER BY subscriber_id) TO '$D/secrets1.bin' (FORMAT binary)
 \\copy (SELECT * FROM $src.subscriber_secrets WHERE subscriber_id >= '$half' ORDER BY subscriber_id) TO '$D/secrets2.bin' (FORMAT binary)
 SQL
@@ -46,6 +51,15 @@ setup() {
     psql -X -q -v ON_ERROR_STOP=1 "$URL" -c "$sql" >/dev/null
 }
 
+# setup_one: one table holding the subscriber and its secrets, keyed by id and the blind index
+setup_one() {
+    psql -X -q -v ON_ERROR_STOP=1 "$URL" -c "SET client_min_messages = warning;
+      DROP SCHEMA IF EXISTS $S CASCADE; CREATE SCHEMA $S;
+      CREATE TABLE $S.one AS SELECT s.*, x.email_index, x.email_enc, x.name_enc, x.consent_ip_enc, x.wrapped_key FROM $src.subscribers s JOIN $src.subscriber_secrets x ON x.subscriber_id = s.id WITH NO DATA;
+      ALTER TABLE $S.one ADD PRIMARY KEY (id); ALTER TABLE $S.one ADD UNIQUE (email_index);" >/dev/null
+}
+
+ONE=0
 # load SUFFIX: one session, one transaction, both COPYs; writes its backend's CPU ticks to $D/cpu.SUFFIX
 load() {
     {
@@ -53,8 +67,12 @@ load() {
         echo "\\setenv BP :bp"
         echo "\\! awk '{print \$14 + \$15}' /proc/\$BP/stat > $D/cpu0.$1"
         echo "BEGIN;"
-        echo "\\copy $S.subscribers FROM '$D/subs$1.bin' (FORMAT binary)"
-        echo "\\copy $S.subscriber_secrets FROM '$D/secrets$1.bin' (FORMAT binary)"
+        if [[ "$ONE" == 1 ]]; then
+            echo "\\copy $S.one FROM '$D/one$1.bin' (FORMAT binary)"
+        else
+            echo "\\copy $S.subscribers FROM '$D/subs$1.bin' (FORMAT binary)"
+            echo "\\copy $S.subscriber_secrets FROM '$D/secrets$1.bin' (FORMAT binary)"
+        fi
         echo "COMMIT;"
         echo "\\! awk '{print \$14 + \$15}' /proc/\$BP/stat > $D/cpu1.$1"
     } | psql -X -q -v ON_ERROR_STOP=1 "$URL"
@@ -64,7 +82,13 @@ load() {
 # run LABEL FK INDEXES SESSIONS
 run() {
     local t0 t1 cpu=0 f
-    setup "$2" "$3"
+    if [[ "$2" == one ]]; then
+        ONE=1
+        setup_one
+    else
+        ONE=0
+        setup "$2" "$3"
+    fi
     rm -f "$D"/cpu.*
     t0="$(date +%s.%N)"
     if [[ "$4" == 2 ]]; then
@@ -86,4 +110,7 @@ run "all indexes + deferred FK, 1 session" 1 1 1
 run "all indexes + deferred FK, 2 sessions" 1 1 2
 run "all indexes, no FK, 1 session" 0 1 1
 run "primary keys + email_index only, no FK, 1 session" 0 0 1
+run "primary keys + email_index only, no FK, 2 sessions" 0 0 2
+run "one table, id + email_index only, 1 session" one - 1
+run "one table, id + email_index only, 2 sessions" one - 2
 note "load at the end: $(uptime | sed 's/.*average: //')"

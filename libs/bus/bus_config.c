@@ -182,11 +182,6 @@ rd_kafka_conf_t *bus_consumer_conf(const bus_consumer_config *cfg, const char *g
                            errlen) &&
               bus_conf_set(conf, "auto.offset.reset", reset, err, errlen) &&
               bus_conf_set(conf, "enable.partition.eof", "false", err, errlen) &&
-              /* Prefetch is bounded: librdkafka's defaults queue up to 64 MB per consumer (and
-               * fetch 50 MB at once), so a service behind a backlog held 110 MB while doing the
-               * same work as at idle. 2 MB ahead keeps the handlers fed at spine rates. */
-              bus_conf_set(conf, "queued.max.messages.kbytes", "2048", err, errlen) &&
-              bus_conf_set(conf, "fetch.max.bytes", "1048576", err, errlen) &&
               bus_conf_set_pairs(conf, cfg->extra, err, errlen);
     if (!ok) {
         rd_kafka_conf_destroy(conf);
