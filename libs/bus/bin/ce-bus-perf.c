@@ -5,7 +5,7 @@
  *                       [--raw] [--linger-ms MS] [--batch-size BYTES] [--queue-max N]
  *                       [-X key=value ...]
  *   ce-bus-perf consume --brokers B --topic T --num-records N [--group G] [--timeout-ms MS]
- *                       [-X key=value ...]
+ *                       [--handle-ms MS] [-X key=value ...]
  *
  * produce prints ProducerPerformance's summary line ("N records sent, X records/sec (Y MB/sec),
  * A ms avg latency, M ms max latency, p50, p95, p99, p99.9"); consume prints
@@ -20,7 +20,9 @@
  * answers BUS_OK per message (its offset stored only after that), all on one libuv loop. By
  * default every record carries the CloudEvents envelope (seven headers); --raw sends verbatim
  * records (bus_record.verbatim: value only, no headers), which is what ProducerPerformance
- * sends, for a like-for-like comparison.
+ * sends, for a like-for-like comparison. --handle-ms answers each message only MS milliseconds
+ * later (a handler that waits on a database): the consumer then lags behind a backlog, which is
+ * how its prefetch settings show in its memory.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -35,7 +37,7 @@
 typedef struct opts {
     const char *mode, *brokers, *topic, *group;
     bool raw;
-    int64_t num_records, record_size, timeout_ms;
+    int64_t num_records, record_size, timeout_ms, handle_ms;
     int linger_ms, batch_size, queue_max;
     const char *extra[2 * MAX_EXTRA + 1];
     char extra_buf[MAX_EXTRA][256];
@@ -49,6 +51,7 @@ static void usage(void)
             "                           [--acks all] [--raw] [--linger-ms MS]\n"
             "                           [--batch-size BYTES] [--queue-max N] [-X key=value ...]\n"
             "       ce-bus-perf consume --brokers B --topic T --num-records N [--group G]\n"
+            "                           [--handle-ms MS]\n"
             "                           [--timeout-ms MS] [-X key=value ...]\n");
     exit(2);
 }
@@ -92,6 +95,8 @@ static void parse(int argc, char **argv, opts *o)
             o->record_size = parse_int(a, v, 0, 10 * 1024 * 1024);
         } else if (strcmp(a, "--timeout-ms") == 0) {
             o->timeout_ms = parse_int(a, v, 1, INT64_C(1) << 40);
+        } else if (strcmp(a, "--handle-ms") == 0) {
+            o->handle_ms = parse_int(a, v, 0, 60000);
         } else if (strcmp(a, "--linger-ms") == 0) {
             o->linger_ms = (int)parse_int(a, v, 0, 900000);
         } else if (strcmp(a, "--batch-size") == 0) {
@@ -321,15 +326,37 @@ typedef struct consumer_run {
     int64_t n, got, bytes;
     int64_t t_first_ns, t_end_ns;
     bool closed;
+    int64_t handle_ms;
+    uv_timer_t handling; /* --handle-ms: the one message in flight is answered when it fires */
+    const bus_message *in_flight;
 } consumer_run;
+
+static void count_and_answer(consumer_run *r, const bus_message *m)
+{
+    if (r->got == 0) r->t_first_ns = core_mono_ns();
+    r->bytes += (int64_t)m->value_len;
+    if (++r->got == r->n) r->t_end_ns = core_mono_ns();
+    bus_done(r->c, m, BUS_OK, NULL);
+}
+
+static void on_handled(uv_timer_t *t)
+{
+    consumer_run *r = t->data;
+    const bus_message *m = r->in_flight;
+    r->in_flight = NULL;
+    count_and_answer(r, m);
+}
 
 static void handler(bus_consumer *c, const bus_message *m, void *data)
 {
     consumer_run *r = data;
-    if (r->got == 0) r->t_first_ns = core_mono_ns();
-    r->bytes += (int64_t)m->value_len;
-    if (++r->got == r->n) r->t_end_ns = core_mono_ns();
-    bus_done(c, m, BUS_OK, NULL);
+    r->c = c;
+    if (r->handle_ms <= 0) {
+        count_and_answer(r, m);
+        return;
+    }
+    r->in_flight = m;
+    uv_timer_start(&r->handling, on_handled, (uint64_t)r->handle_ms, 0);
 }
 
 static void on_consumer_closed(void *data)
@@ -348,7 +375,9 @@ static void print_time(FILE *f, int64_t unix_ms)
 static int run_consume(const opts *o)
 {
     uv_loop_t *loop = uv_default_loop();
-    consumer_run r = {.n = o->num_records};
+    consumer_run r = {.n = o->num_records, .handle_ms = o->handle_ms};
+    uv_timer_init(loop, &r.handling);
+    r.handling.data = &r;
     char group[128];
     if (o->group) {
         snprintf(group, sizeof group, "%s", o->group);
@@ -389,6 +418,10 @@ static int run_consume(const opts *o)
         uv_run(loop, UV_RUN_ONCE);
     int64_t end_ns = r.got == r.n ? r.t_end_ns : core_mono_ns();
     int64_t end_ms = start_ms + (end_ns - t0) / 1000000;
+    uv_timer_stop(&r.handling);
+    if (r.in_flight) bus_done(r.c, r.in_flight, BUS_OK, NULL);
+    r.in_flight = NULL;
+    uv_close((uv_handle_t *)&r.handling, NULL);
     bus_consumer_close(r.c, on_consumer_closed, &r);
     while (!r.closed)
         uv_run(loop, UV_RUN_ONCE);
