@@ -386,13 +386,19 @@ static int run_consume(const opts *o)
         core_uuid_v7_string(id);
         snprintf(group, sizeof group, "ce-bus-perf-%s", id);
     }
-    /* A deep local queue: librdkafka 2.0.x stops fetching once queued.min.messages are
-     * waiting and looks again only when its broker thread wakes (up to 1 s later), which
-     * starves a handler that is faster than that. Settings given with -X come last and win. */
+    /* A deep local queue and librdkafka's own fetch size (libs/bus bounds both for services):
+     * librdkafka 2.0.x stops fetching once queued.min.messages are waiting and looks again
+     * only when its broker thread wakes (up to 1 s later), which starves a handler that is
+     * faster than that. Settings given with -X come last and win. */
     const char *extra[2 * MAX_EXTRA + 16];
     size_t ne = 0;
-    static const char *const tuned[] = {"queued.min.messages", "1000000",
-                                        "queued.max.messages.kbytes", "1048576", NULL};
+    static const char *const tuned[] = {"queued.min.messages",
+                                        "1000000",
+                                        "queued.max.messages.kbytes",
+                                        "1048576",
+                                        "fetch.max.bytes",
+                                        "52428800",
+                                        NULL};
     for (size_t i = 0; tuned[i]; i++)
         extra[ne++] = tuned[i];
     for (int i = 0; i < 2 * o->nextra; i++)
