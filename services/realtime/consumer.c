@@ -133,12 +133,18 @@ rt_consumer *rt_consumer_new(uv_loop_t *loop, rt_hub *hub, const char *brokers,
     names[RT_NTOPICS] = NULL;
     c->m_malformed = core_metric_counter(core_metrics_default(), "realtime_malformed_events_total",
                                          "Records skipped because they did not decode", "topic");
+    /* A deeper queue than libs/bus's 2 MB: the handler only fans out, and librdkafka 2.0.2
+     * resumes a full queue only when its broker thread wakes (up to a second), which would
+     * hold a burst's events back. Readers start at the end, so no backlog fills it at start. */
+    static const char *const deeper[] = {"queued.max.messages.kbytes", "16384", "fetch.max.bytes",
+                                         "4194304", NULL};
     c->bus = bus_consumer_new(loop,
                               &(bus_consumer_config){.brokers = brokers,
                                                      .group_id = "realtime",
                                                      .client_id = "realtime",
                                                      .topics = names,
-                                                     .all_partitions = true},
+                                                     .all_partitions = true,
+                                                     .extra = deeper},
                               consumer_handler, c, err, errlen);
     if (!c->bus) {
         consumer_free(c);
