@@ -35,6 +35,16 @@
  * the producer's queue holds 100,000 messages. */
 #define BULK_MAX "5000"
 
+/* The statements' last CTE: the events of the rows the CTE `written` returned (ids from the
+ * unnested batch `t`, whose column pl holds each row's encoded bulk entry) as bulk outbox rows
+ * of up to BULK_MAX, in file order. $topic is the events topic, $tp the traceparent:
+ * bulk_params puts them right after the arrays. */
+#define BULK_EVENTS_OF(written, tp, topic)                                                         \
+    "ev AS (INSERT INTO outbox (topic, ce_id, ce_type, ce_time, content_type, traceparent, "       \
+    "payload) SELECT $" topic ", gen_random_uuid()::text, '" DB_OUTBOX_BULK_TYPE "', now(), "      \
+    "'application/protobuf', $" tp ", string_agg(t.pl, ''::bytea ORDER BY t.n) FROM t WHERE "      \
+    "t.id IN (SELECT id FROM " written ") GROUP BY (t.n - 1) / " BULK_MAX " RETURNING 1) "
+
 /* ---------------------------------------------------------------- binary arrays */
 
 /* A one-dimensional array parameter in PostgreSQL's binary format (array_recv): a header,
@@ -517,6 +527,19 @@ static void progress_event(sm_op *op, job *j, const char *status, const char *er
     free(buf);
 }
 
+/* A write statement's parameters: the n arrays ($1..$n, binary), then the traceparent ($n+1)
+ * and the events topic ($n+2) of BULK_EVENTS_OF. Returns their count. */
+static int bulk_params(barr *const *arrs, int n, const job *j, const char **values, int *lengths,
+                       int *formats)
+{
+    barr_params(arrs, n, values, lengths, formats);
+    values[n] = j->traceparent;
+    values[n + 1] = sm_topic_events;
+    lengths[n] = lengths[n + 1] = 0;
+    formats[n] = formats[n + 1] = 0;
+    return n + 2;
+}
+
 static void write_step(sm_op *op, const db_result *r)
 {
     batch *b = op->ctx;
@@ -526,10 +549,8 @@ static void write_step(sm_op *op, const db_result *r)
         barr *ia[] = {&b->i_id, &b->i_idx, &b->i_em, &b->i_nm,
                       &b->i_wk, &b->i_st,  &b->i_at, &b->i_ev};
         const char *v[10];
-        int len[10] = {0}, fmt[10] = {0};
-        barr_params(ia, 8, v, len, fmt);
-        v[8] = j->traceparent;
-        v[9] = sm_topic_events;
+        int len[10], fmt[10];
+        int nv = bulk_params(ia, 8, j, v, len, fmt);
         sm_qb(op,
               "WITH t AS (SELECT * FROM unnest($1::uuid[], $2::bytea[], $3::bytea[], $4::bytea[], "
               "$5::bytea[], $6::text[], $7::jsonb[], $8::bytea[]) WITH ORDINALITY AS "
@@ -539,20 +560,13 @@ static void write_step(sm_op *op, const db_result *r)
               "ON CONFLICT (email_index) DO NOTHING RETURNING subscriber_id), ins AS (INSERT INTO "
               "subscribers (id, status, attributes, consent_source, consent_at, confirmed_at) "
               "SELECT id, st, at, 'import', now(), CASE WHEN st = 'active' THEN now() END FROM t "
-              "WHERE t.id IN (SELECT subscriber_id FROM sec) RETURNING id), "
-              "ev AS (INSERT INTO outbox (topic, ce_id, ce_type, ce_time, content_type, "
-              "traceparent, payload) SELECT $10, gen_random_uuid()::text, '" DB_OUTBOX_BULK_TYPE
-              "', now(), 'application/protobuf', $9, string_agg(t.pl, ''::bytea ORDER BY t.n) "
-              "FROM t WHERE t.id IN (SELECT id FROM ins) GROUP BY (t.n - 1) / " BULK_MAX
-              " RETURNING 1) "
-              "SELECT (SELECT count(*) FROM ins) AS n",
-              10, v, len, fmt);
+              "WHERE t.id IN (SELECT subscriber_id FROM sec) RETURNING id), " BULK_EVENTS_OF(
+                  "ins", "9", "10") "SELECT (SELECT count(*) FROM ins) AS n",
+              nv, v, len, fmt);
         barr *ua[] = {&b->u_id, &b->u_em, &b->u_nm, &b->u_st, &b->u_at, &b->u_ev};
         const char *u[8];
-        int ulen[8] = {0}, ufmt[8] = {0};
-        barr_params(ua, 6, u, ulen, ufmt);
-        u[6] = j->traceparent;
-        u[7] = sm_topic_events;
+        int ulen[8], ufmt[8];
+        int nu = bulk_params(ua, 6, j, u, ulen, ufmt);
         sm_qb(op,
               "WITH t AS (SELECT * FROM unnest($1::uuid[], $2::bytea[], $3::bytea[], $4::text[], "
               "$5::jsonb[], $6::bytea[]) WITH ORDINALITY AS t(id, em, nm, st, at, pl, n)), "
@@ -562,14 +576,9 @@ static void write_step(sm_op *op, const db_result *r)
               "s.status) END, attributes = s.attributes || COALESCE(t.at, '{}'), updated_at = "
               "now(), version = s.version + 1 FROM t WHERE s.id = t.id AND s.erased_at IS NULL "
               "RETURNING s.id), sec AS (UPDATE subscriber_secrets k SET email_enc = t.em, name_enc "
-              "= t.nm FROM t WHERE k.subscriber_id = t.id AND t.id IN (SELECT id FROM upd)), "
-              "ev AS (INSERT INTO outbox (topic, ce_id, ce_type, ce_time, content_type, "
-              "traceparent, payload) SELECT $8, gen_random_uuid()::text, '" DB_OUTBOX_BULK_TYPE
-              "', now(), 'application/protobuf', $7, string_agg(t.pl, ''::bytea ORDER BY t.n) "
-              "FROM t WHERE t.id IN (SELECT id FROM upd) GROUP BY (t.n - 1) / " BULK_MAX
-              " RETURNING 1) "
-              "SELECT (SELECT count(*) FROM upd) AS n",
-              8, u, ulen, ufmt);
+              "= t.nm FROM t WHERE k.subscriber_id = t.id AND t.id IN (SELECT id FROM "
+              "upd)), " BULK_EVENTS_OF("upd", "7", "8") "SELECT (SELECT count(*) FROM upd) AS n",
+              nu, u, ulen, ufmt);
         const char *m[] = {j->list_id[0] ? j->list_id : NULL, b->members.out.data};
         int mlen[] = {0, (int)b->members.out.len}, mfmt[] = {0, 1};
         sm_qb(op,
