@@ -28,7 +28,7 @@ ifeq ($(origin CC),default)
 CC := gcc
 endif
 
-PKGS := libuv libh2o rdkafka libpq libcurl libsodium jansson libprotobuf-c zlib libxml-2.0
+PKGS := libuv libh2o rdkafka libpq libcurl libsodium jansson libprotobuf-c zlib libxml-2.0 gumbo expat
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lwslay -lm
 

@@ -8,8 +8,9 @@ PACKAGES=(
     build-essential pkg-config libuv1-dev libh2o-dev libwslay-dev librdkafka-dev libpq-dev
     libcurl4-openssl-dev libsodium-dev libjansson-dev protobuf-c-compiler libprotobuf-c-dev
     libcmocka-dev libssl-dev zlib1g-dev clang-format shellcheck
-    # the scraper: libxml2's HTML and XML parsers; nginx serves its test site and benchmark
-    libxml2-dev nginx-light
+    # the scraper: gumbo parses HTML, expat reads feeds and sitemaps; nginx serves its test site
+    # and benchmark
+    libxml2-dev libgumbo-dev libexpat1-dev nginx-light
     # local stack: Kafka runs on the JRE (fetched by Maven), PostgreSQL 15 from Debian
     kcat postgresql-15 postgresql-client-15 openjdk-17-jre-headless maven
     # what the scripts themselves call
