@@ -216,6 +216,8 @@ int bus_txn_produce(bus_txn_producer *t, const bus_record *r, char *err, size_t 
 void bus_txn_commit(bus_txn_producer *t, bus_txn_cb cb, void *data);
 void bus_txn_abort(bus_txn_producer *t, bus_txn_cb cb, void *data);
 void bus_txn_close(bus_txn_producer *t, void (*done)(void *data), void *data);
+/* The brokers answered its last request or probe (as bus_producer_connected). */
+bool bus_txn_connected(const bus_txn_producer *t);
 
 /* Reads partition `partition` of topic from the beginning to its high watermark (read
  * committed) and reports the value of the last record whose key equals key (found false when

@@ -311,6 +311,11 @@ void bus_txn_close(bus_txn_producer *t, void (*done)(void *data), void *data)
     /* else txn_after closes once the running call returns */
 }
 
+bool bus_txn_connected(const bus_txn_producer *t)
+{
+    return t && t->cl.connected && !t->cl.fatal;
+}
+
 /* ---------------------------------------------------------------- bus_read_last */
 
 typedef struct read_last_job {

@@ -208,6 +208,10 @@ db_relay *db_outbox_relay_new(uv_loop_t *loop, db_pool *pool, const db_relay_con
  * the leader lock), then done(data). */
 void db_outbox_relay_close(db_relay *r, void (*done)(void *data), void *data);
 bool db_outbox_relay_leader(const db_relay *r);        /* leader and recovered: publishing */
+/* Whether the relay can do its part, for a readiness check: the leader is recovered and its
+ * producer reaches the brokers; a replica that does not hold the leader lock publishes nothing
+ * and is ready. detail (optional) says which. */
+bool db_outbox_relay_ready(const db_relay *r, const char **detail);
 uint64_t db_outbox_relay_published(const db_relay *r); /* rows published by this instance */
 
 #endif

@@ -770,6 +770,27 @@ bool db_outbox_relay_leader(const db_relay *r)
     return r && r->leader && r->recovered;
 }
 
+bool db_outbox_relay_ready(const db_relay *r, const char **detail)
+{
+    const char *why;
+    bool ok;
+    if (!r) {
+        ok = false;
+        why = "the outbox relay is not started";
+    } else if (!r->leader) {
+        ok = true;
+        why = "relay following: another replica publishes";
+    } else if (!r->recovered || !bus_txn_connected(r->txp)) {
+        ok = false;
+        why = "relay leading, no broker reachable";
+    } else {
+        ok = true;
+        why = "relay leading, broker reachable";
+    }
+    if (detail) *detail = why;
+    return ok;
+}
+
 uint64_t db_outbox_relay_published(const db_relay *r)
 {
     return r ? r->published : 0;

@@ -43,7 +43,6 @@ typedef struct sc_app {
     http_server *http;
     db_pool *db;
     db_relay *relay;
-    bus_producer *producer; /* readiness: the brokers answer (the relay may be a follower) */
     httpc_client *httpc;
     core_signals *signals;
     const char *brokers;

@@ -17,12 +17,11 @@
 static void kafka_ready(http_check *check, void *data)
 {
     sc_app *app = data;
-    /* the relay of only one replica publishes; every replica needs the brokers reachable */
-    bool ok = app->relay && bus_producer_connected(app->producer);
-    http_check_done(check, ok,
-                    !ok                                  ? "no broker reachable"
-                    : db_outbox_relay_leader(app->relay) ? "broker reachable, relay leading"
-                                                         : "broker reachable, relay following");
+    /* Kafka is the relay's alone: only the replica that leads it publishes (a producer kept
+     * just to probe the brokers would cost this small service its threads and buffers). */
+    const char *detail;
+    bool ok = db_outbox_relay_ready(app->relay, &detail);
+    http_check_done(check, ok, detail);
 }
 
 static void db_ready(http_check *check, void *data)
@@ -71,20 +70,13 @@ static void migrated(const char *err, int applied, void *data)
 
 /* Drain in dependency order: HTTP, the runs (fetches cancelled, stores finished, runs recorded
  * as interrupted), the relay, the database. */
-static void producer_closed(void *data, size_t remaining)
+static void db_closed(void *data)
 {
     sc_app *app = data;
-    (void)remaining; /* it never produces */
     uv_close((uv_handle_t *)&app->scheduler, NULL);
     uv_close((uv_handle_t *)&app->progress, NULL);
     sc_hosts_close(app);
     core_log_info("drained");
-}
-
-static void db_closed(void *data)
-{
-    sc_app *app = data;
-    bus_producer_close(app->producer, 1000, producer_closed, app);
 }
 
 static void relay_closed(void *data)
@@ -252,13 +244,6 @@ int main(int argc, char **argv)
     uv_timer_init(app.loop, &app.progress);
     app.scheduler.data = app.progress.data = &app;
     char err[512];
-    app.producer = bus_producer_new(
-        app.loop, &(bus_producer_config){.brokers = brokers, .client_id = name, .source = source},
-        err, sizeof err);
-    if (!app.producer) {
-        fprintf(stderr, "%s: kafka: %s\n", name, err);
-        return 1;
-    }
     app.db = db_pool_new(app.loop, &dbc, err, sizeof err);
     if (!app.db) {
         fprintf(stderr, "%s: database: %s\n", name, err);

@@ -499,6 +499,14 @@ static void test_one_leader(void **state)
     published p = {rs[leader], 10};
     assert_true(ts_run_until(&e->loop, has_published, &p, DBT_TIMEOUT_MS));
     assert_int_equal(db_outbox_relay_published(rs[1 - leader]), 0);
+    /* readiness: the leader because its producer reaches the brokers, the follower because it
+     * has nothing to publish */
+    const char *why = NULL;
+    assert_true(db_outbox_relay_ready(rs[leader], &why));
+    assert_string_equal(why, "relay leading, broker reachable");
+    assert_true(db_outbox_relay_ready(rs[1 - leader], &why));
+    assert_string_equal(why, "relay following: another replica publishes");
+    assert_false(db_outbox_relay_ready(NULL, &why));
 
     /* the leader goes away: the other takes over and publishes what comes next */
     relay_close_wait(e, rs[leader]);
