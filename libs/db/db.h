@@ -207,7 +207,7 @@ db_relay *db_outbox_relay_new(uv_loop_t *loop, db_pool *pool, const db_relay_con
 /* Finishes the batch in flight, closes the producer and the dedicated connection (releasing
  * the leader lock), then done(data). */
 void db_outbox_relay_close(db_relay *r, void (*done)(void *data), void *data);
-bool db_outbox_relay_leader(const db_relay *r);        /* leader and recovered: publishing */
+bool db_outbox_relay_leader(const db_relay *r); /* leader and recovered: publishing */
 /* Whether the relay can do its part, for a readiness check: the leader is recovered and its
  * producer reaches the brokers; a replica that does not hold the leader lock publishes nothing
  * and is ready. detail (optional) says which. */
