@@ -273,16 +273,28 @@ bool sc_url_wanted(const sc_patterns *include, const sc_patterns *exclude, const
 
 /* ---------------------------------------------------------------- text fingerprints */
 
-/* Lower-case words (ASCII letters and digits, and every byte >= 0x80 so UTF-8 letters stay
- * inside words): calls fn for each. */
+/* ASCII letters and digits, and every byte >= 0x80 so UTF-8 letters stay inside words. Spelled
+ * out rather than isalnum/tolower: those go through the locale's tables on every byte, and the
+ * fingerprints must not depend on a locale anyway. */
+static inline bool word_byte(unsigned char c)
+{
+    return c >= 0x80 || (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z');
+}
+
+static inline unsigned char ascii_lower(unsigned char c)
+{
+    return c >= 'A' && c <= 'Z' ? (unsigned char)(c | 0x20) : c;
+}
+
+/* Calls fn for each word (see word_byte). */
 static void words(const char *text, void (*fn)(const char *w, size_t n, void *data), void *data)
 {
     const unsigned char *s = (const unsigned char *)text;
     while (*s) {
-        while (*s && !(isalnum(*s) || *s >= 0x80))
+        while (*s && !word_byte(*s))
             s++;
         const unsigned char *st = s;
-        while (*s && (isalnum(*s) || *s >= 0x80))
+        while (word_byte(*s))
             s++;
         if (s > st) fn((const char *)st, (size_t)(s - st), data);
     }
@@ -291,16 +303,38 @@ static void words(const char *text, void (*fn)(const char *w, size_t n, void *da
 static uint64_t fnv1a(uint64_t h, const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)tolower((unsigned char)s[i]);
+        h ^= ascii_lower((unsigned char)s[i]);
         h *= 1099511628211ULL;
     }
     return h;
 }
 
+/* Votes per hash bit, counted eight bits at a time: lanes[k] holds eight byte-wide counters,
+ * byte j counting the words whose hash has bit 8k+j set. Bytes overflow after 255 words, so
+ * they are added into ones[] every 255 words. */
 typedef struct simhash_state {
-    uint32_t ones[64]; /* words whose hash has bit b set */
-    uint32_t count;
+    uint64_t lanes[8];
+    uint32_t ones[64];
+    uint32_t count, in_lanes;
 } simhash_state;
+
+/* The eight bits of v as eight bytes of 0 or 1 (byte j = bit j): v copied into every byte, each
+ * byte masked to its own bit, then any set bit carried up to the byte's top and shifted down. */
+static inline uint64_t bits_to_bytes(uint64_t v)
+{
+    uint64_t x = (v * 0x0101010101010101ULL) & 0x8040201008040201ULL;
+    return ((x + 0x7f7f7f7f7f7f7f7fULL) & 0x8080808080808080ULL) >> 7;
+}
+
+static void simhash_flush(simhash_state *st)
+{
+    for (int k = 0; k < 8; k++) {
+        for (int j = 0; j < 8; j++)
+            st->ones[8 * k + j] += (uint32_t)((st->lanes[k] >> (8 * j)) & 0xff);
+        st->lanes[k] = 0;
+    }
+    st->in_lanes = 0;
+}
 
 /* Features: the words themselves (lower-case). Short texts are where near-duplicates matter
  * (the same article with a word changed, a date added); with word shingles one changed word
@@ -317,16 +351,18 @@ static void simhash_word(const char *w, size_t n, void *data)
     h *= 0x94d049bb133111ebULL;
     h ^= h >> 31;
     st->count++;
-    /* Counting set bits (no branch, no sign) lets the compiler vectorise this loop, the scraper's
-     * busiest: +1/-1 per bit is the same vote as "set in more than half of the words". */
-    for (int b = 0; b < 64; b++)
-        st->ones[b] += (uint32_t)((h >> b) & 1);
+    for (int k = 0; k < 8; k++)
+        st->lanes[k] += bits_to_bytes((h >> (8 * k)) & 0xff);
+    if (++st->in_lanes == 255) simhash_flush(st);
 }
 
+/* A bit is set when more than half of the words' hashes have it: the sign of SimHash's +1/-1
+ * sum. */
 uint64_t sc_simhash(const char *text)
 {
     simhash_state st = {0};
     words(text ? text : "", simhash_word, &st);
+    simhash_flush(&st);
     uint64_t out = 0;
     for (int b = 0; b < 64; b++)
         if (2 * (uint64_t)st.ones[b] > st.count) out |= 1ULL << b;
@@ -345,7 +381,7 @@ static void fold_word(const char *w, size_t n, void *data)
     size_t at = b->len;
     core_buf_append(b, w, n);
     for (size_t i = at; i < b->len; i++)
-        b->data[i] = (char)tolower((unsigned char)b->data[i]);
+        b->data[i] = (char)ascii_lower((unsigned char)b->data[i]);
 }
 
 void sc_content_hash(const char *text, char out[65])
