@@ -10,7 +10,7 @@
  *   sc_addr_*       address classification (private, loopback, link-local, multicast ...) and
  *                   the CIDR allowlist
  *   sc_charset_*    charset detection (BOM, Content-Type header, <meta>) and iconv to UTF-8
- *   sc_feed_*       RSS 2.0, Atom, sitemaps (urlset, sitemapindex; gzip) with libxml2
+ *   sc_feed_*       RSS 2.0, Atom, sitemaps (urlset, sitemapindex; gzip), streamed with expat
  *   sc_extract      article extraction from HTML with libxml2's HTML parser
  */
 #ifndef SCRAPER_H
@@ -46,6 +46,9 @@ void sc_robots_free(sc_robots *r);
  * dropped, tracking parameters (utm_*, fbclid, gclid, mc_cid, mc_eid) dropped, query
  * parameters sorted. NULL when the result is not an http(s) URL. Free the result. */
 char *sc_url_normalize(const char *base, const char *ref);
+/* Resolves ref against base (RFC 3986) without normalising: what a document's relative link
+ * points to. NULL when the result is not an http(s) URL. Free the result. */
+char *sc_url_resolve(const char *base, const char *ref);
 /* "host:port" (port only when not the scheme's default), lower-case; NULL on failure. */
 char *sc_url_host(const char *url);
 /* Path and query ("/a?b"); NULL on failure. */

@@ -85,6 +85,29 @@ static CURLU *parse(const char *base, const char *ref)
     return u;
 }
 
+char *sc_url_resolve(const char *base, const char *ref)
+{
+    if (!ref) return NULL;
+    /* libcurl resolves "#f" and "" against the base's directory; RFC 3986 keeps its path and
+     * query and only replaces the fragment */
+    if (base && (*ref == '#' || *ref == '\0')) {
+        char *u = sc_url_resolve(NULL, base);
+        if (!u) return NULL;
+        core_buf b = {0};
+        core_buf_append(&b, u, strcspn(u, "#"));
+        core_buf_puts(&b, ref);
+        free(u);
+        return core_buf_steal(&b, NULL);
+    }
+    CURLU *u = parse(base, ref);
+    if (!u) return NULL;
+    char *full = NULL, *out = NULL;
+    if (curl_url_get(u, CURLUPART_URL, &full, 0) == CURLUE_OK) out = core_xstrdup(full);
+    curl_free(full);
+    curl_url_cleanup(u);
+    return out;
+}
+
 char *sc_url_normalize(const char *base, const char *ref)
 {
     if (!ref) return NULL;

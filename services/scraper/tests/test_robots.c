@@ -1,4 +1,4 @@
-/* Unit tests of robots.txt parsing and matching (RFC 9309), and of URL normalisation and
+/* Unit tests of robots.txt parsing and matching (RFC 9309), URL normalisation and resolution, and
  * include/exclude patterns. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -138,6 +138,35 @@ static void test_url_normalize(void **state)
     assert_string_not_equal(fp1, fp2);
 }
 
+static void check_resolve(const char *base, const char *ref, const char *want)
+{
+    char *got = sc_url_resolve(base, ref);
+    if (!want) {
+        if (got) fail_msg("%s: expected NULL, got %s", ref, got);
+        return;
+    }
+    if (!got || strcmp(got, want) != 0) fail_msg("%s: expected %s, got %s", ref, want, got);
+    free(got);
+}
+
+/* Resolution alone (links in feeds): the query, fragment and tracking parameters stay. */
+static void test_url_resolve(void **state)
+{
+    (void)state;
+    const char *base = "http://example.com/dir/feed.xml?x=1#top";
+    check_resolve(base, "post?utm_source=x#c", "http://example.com/dir/post?utm_source=x#c");
+    check_resolve(base, "../up", "http://example.com/up");
+    check_resolve(base, "/x/./y/../z", "http://example.com/x/z");
+    check_resolve(base, "//cdn.example.org/a", "http://cdn.example.org/a");
+    check_resolve(base, "?q", "http://example.com/dir/feed.xml?q");
+    /* RFC 3986 5.2.2: a fragment or an empty reference keeps the base's path and query */
+    check_resolve(base, "#frag", "http://example.com/dir/feed.xml?x=1#frag");
+    check_resolve(base, "", "http://example.com/dir/feed.xml?x=1");
+    check_resolve(NULL, "https://example.com/a", "https://example.com/a");
+    check_resolve("ftp://example.com/", "a", NULL);
+    check_resolve(NULL, "relative", NULL);
+}
+
 static void test_patterns(void **state)
 {
     (void)state;
@@ -174,7 +203,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_group_selection), cmocka_unit_test(test_longest_match_and_ties),
         cmocka_unit_test(test_edge_cases),      cmocka_unit_test(test_url_normalize),
-        cmocka_unit_test(test_patterns),
+        cmocka_unit_test(test_url_resolve),     cmocka_unit_test(test_patterns),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
