@@ -11,7 +11,7 @@
  *                   the CIDR allowlist
  *   sc_charset_*    charset detection (BOM, Content-Type header, <meta>) and iconv to UTF-8
  *   sc_feed_*       RSS 2.0, Atom, sitemaps (urlset, sitemapindex; gzip), streamed with expat
- *   sc_extract      article extraction from HTML with libxml2's HTML parser
+ *   sc_extract      article extraction from HTML with gumbo (an HTML5 parser)
  */
 #ifndef SCRAPER_H
 #define SCRAPER_H

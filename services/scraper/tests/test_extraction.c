@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +100,118 @@ static void test_boilerplate_removed(void **state)
     sc_item_free(&it);
 }
 
+/* HTML5 parsing, and what extract.c repairs in its trees. */
+static void test_parser_edges(void **state)
+{
+    (void)state;
+    sc_item it;
+    /* XHTML-style "<a name/>" and "<div/>" are empty, not wrapped around what follows (which
+     * would make it link text); "<a href=/>" is a link, not a self-closed element */
+    extract_str("<html><body><div class=\"post\"><h3><a name=\"one\"/>About the first heading</h3>"
+                "<p>The first paragraph, long enough, with commas, to count as text.</p>"
+                "<div class=\"clear\"/><p>The second paragraph follows the empty div, with "
+                "commas, here.</p><p><a href=/>A link to the front page, long as it is</a>.</p>"
+                "</div></body></html>",
+                NULL, &it);
+    assert_string_equal(it.text, "About the first heading\n\nThe first paragraph, long "
+                                 "enough, with commas, to count as text.\n\nThe second "
+                                 "paragraph follows the empty div, with commas, here.");
+    sc_item_free(&it);
+
+    /* nesting deeper than anyone writes: dropped below 256 levels, the rest kept */
+    core_buf deep = {0};
+    core_buf_puts(&deep, "<html><body><div class=\"content\"><p>Before the deep part, a "
+                         "paragraph of text, with commas.</p>");
+    for (int i = 0; i < 5000; i++)
+        core_buf_puts(&deep, "<div>");
+    core_buf_puts(&deep, "<p>Too deep to be kept, however long, and with commas, it is.</p>");
+    for (int i = 0; i < 5000; i++)
+        core_buf_puts(&deep, "</div>");
+    core_buf_puts(&deep, "<p>After the deep part, another paragraph, with commas, here.</p>"
+                         "</div></body></html>");
+    sc_extract(deep.data, deep.len, NULL, &it);
+    assert_string_equal(it.text, "Before the deep part, a paragraph of text, with commas.\n\n"
+                                 "After the deep part, another paragraph, with commas, here.");
+    sc_item_free(&it);
+    core_buf_free(&deep);
+
+    /* unclosed <font>s re-opened in every paragraph: 6 KB would make 27 MB of nodes; the
+     * parse is abandoned and the page is empty */
+    core_buf fonts = {0};
+    core_buf_puts(&fonts, "<html><head><title>Fonts</title></head><body><p>");
+    for (int i = 0; i < 300; i++)
+        core_buf_printf(&fonts, "<font size=%d>", i);
+    core_buf_puts(&fonts, "</p>");
+    for (int i = 0; i < 300; i++)
+        core_buf_puts(&fonts, "<p>x</p>");
+    sc_extract(fonts.data, fonts.len, NULL, &it);
+    assert_null(it.title);
+    assert_string_equal(it.text, "");
+    sc_item_free(&it);
+    core_buf_free(&fonts);
+
+    /* a page bigger than the parse arena, twice (it grows in between), then a small one */
+    core_buf big = {0};
+    core_buf_puts(&big, "<html><head><title>Big</title></head><body><article>");
+    for (int i = 0; i < 3000; i++)
+        core_buf_printf(&big, "<p>Paragraph %d of a long article, with a comma.</p>", i);
+    core_buf_puts(&big, "</article></body></html>");
+    char *first = NULL;
+    for (int round = 0; round < 2; round++) {
+        sc_extract(big.data, big.len, NULL, &it);
+        assert_string_equal(it.title, "Big");
+        assert_non_null(strstr(it.text, "Paragraph 2999 of a long article"));
+        if (!first)
+            first = strdup(it.text);
+        else
+            assert_string_equal(it.text, first);
+        sc_item_free(&it);
+    }
+    free(first);
+    core_buf_free(&big);
+    extract_str("<title>Small</title><p>A small page after the big ones, with a comma.</p>", NULL,
+                &it);
+    assert_string_equal(it.title, "Small");
+    assert_string_equal(it.text, "A small page after the big ones, with a comma.");
+    sc_item_free(&it);
+}
+
+static const char threaded_page[] =
+    "<html><head><title>Threads</title></head><body><nav><a href=\"/\">Home</a></nav>"
+    "<article><p>The first paragraph of the article, with commas, long enough.</p>"
+    "<p>The second paragraph of the article, with commas, long enough.</p></article>"
+    "<footer><p>Footer text that is not the article, copyright and all.</p></footer>"
+    "</body></html>";
+
+static void *extract_repeatedly(void *data)
+{
+    int *mismatches = data;
+    for (int i = 0; i < 200; i++) {
+        sc_item it;
+        extract_str(threaded_page, NULL, &it);
+        if (!it.title || strcmp(it.title, "Threads") != 0 ||
+            strcmp(it.text, "The first paragraph of the article, with commas, long enough.\n\n"
+                            "The second paragraph of the article, with commas, long enough.") != 0)
+            (*mismatches)++;
+        sc_item_free(&it);
+    }
+    return NULL;
+}
+
+/* The parse arena is shared; a second thread extracting at the same time gets its own. */
+static void test_concurrent_extraction(void **state)
+{
+    (void)state;
+    pthread_t threads[3];
+    int mismatches[3] = {0};
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(pthread_create(&threads[i], NULL, extract_repeatedly, &mismatches[i]), 0);
+    for (int i = 0; i < 3; i++) {
+        pthread_join(threads[i], NULL);
+        assert_int_equal(mismatches[i], 0);
+    }
+}
+
 static void test_fixture_set(void **state)
 {
     (void)state;
@@ -169,8 +282,8 @@ static void test_fixture_set(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_metadata),
-        cmocka_unit_test(test_boilerplate_removed),
+        cmocka_unit_test(test_metadata),     cmocka_unit_test(test_boilerplate_removed),
+        cmocka_unit_test(test_parser_edges), cmocka_unit_test(test_concurrent_extraction),
         cmocka_unit_test(test_fixture_set),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
