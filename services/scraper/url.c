@@ -85,6 +85,23 @@ static CURLU *parse(const char *base, const char *ref)
     return u;
 }
 
+/* One part of ref (resolved against base when there is one), as a malloc'd string. */
+static char *url_part(const char *base, const char *ref, CURLUPart part)
+{
+    CURLU *u = parse(base, ref);
+    if (!u) return NULL;
+    char *v = NULL, *out = NULL;
+    if (curl_url_get(u, part, &v, 0) == CURLUE_OK) out = core_xstrdup(v);
+    curl_free(v);
+    curl_url_cleanup(u);
+    return out;
+}
+
+static char *get_part(const char *url, CURLUPart part)
+{
+    return url_part(NULL, url, part);
+}
+
 char *sc_url_resolve(const char *base, const char *ref)
 {
     if (!ref) return NULL;
@@ -99,13 +116,7 @@ char *sc_url_resolve(const char *base, const char *ref)
         free(u);
         return core_buf_steal(&b, NULL);
     }
-    CURLU *u = parse(base, ref);
-    if (!u) return NULL;
-    char *full = NULL, *out = NULL;
-    if (curl_url_get(u, CURLUPART_URL, &full, 0) == CURLUE_OK) out = core_xstrdup(full);
-    curl_free(full);
-    curl_url_cleanup(u);
-    return out;
+    return url_part(base, ref, CURLUPART_URL);
 }
 
 char *sc_url_normalize(const char *base, const char *ref)
@@ -147,17 +158,6 @@ done:
     curl_free(host);
     curl_free(query);
     curl_free(path);
-    curl_url_cleanup(u);
-    return out;
-}
-
-static char *get_part(const char *url, CURLUPart part)
-{
-    CURLU *u = parse(NULL, url);
-    if (!u) return NULL;
-    char *v = NULL, *out = NULL;
-    if (curl_url_get(u, part, &v, 0) == CURLUE_OK) out = core_xstrdup(v);
-    curl_free(v);
     curl_url_cleanup(u);
     return out;
 }
