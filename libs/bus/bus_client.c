@@ -145,6 +145,11 @@ void bus_client_on_error(bus_client *cl, int err, const char *reason)
                   CORE_F_STR("detail", reason), CORE_LOG_END);
 }
 
+bool bus_client_connected(const bus_client *cl)
+{
+    return cl->connected && !cl->fatal;
+}
+
 void bus_client_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     (void)rk;

@@ -856,7 +856,7 @@ bus_consumer *bus_consumer_new(uv_loop_t *loop, const bus_consumer_config *cfg, 
 
 bool bus_consumer_connected(const bus_consumer *c)
 {
-    return c && c->cl.connected && !c->cl.fatal;
+    return c && bus_client_connected(&c->cl);
 }
 
 static void consumer_handle_release(bus_consumer *c)

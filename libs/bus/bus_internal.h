@@ -148,6 +148,9 @@ void bus_client_shutdown(bus_client *cl, void (*final_fn)(bus_client *),
  * Its opaque is the handle's owner, whose first member is its bus_client. */
 void bus_client_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque);
 void bus_client_on_error(bus_client *cl, int err, const char *reason);
+/* The brokers answered its last request or probe, and no fatal error ended the handle: what
+ * bus_producer_connected, bus_consumer_connected and bus_txn_connected report. */
+bool bus_client_connected(const bus_client *cl);
 
 /* ------------------------------------------------------------------ producer internals */
 

@@ -271,7 +271,7 @@ void bus_producer_on_space(bus_producer *p, size_t low_water, void (*cb)(void *d
 
 bool bus_producer_connected(const bus_producer *p)
 {
-    return p && p->cl.connected && !p->cl.fatal;
+    return p && bus_client_connected(&p->cl);
 }
 
 /* ---------------------------------------------------------------- close */

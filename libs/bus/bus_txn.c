@@ -313,7 +313,7 @@ void bus_txn_close(bus_txn_producer *t, void (*done)(void *data), void *data)
 
 bool bus_txn_connected(const bus_txn_producer *t)
 {
-    return t && t->cl.connected && !t->cl.fatal;
+    return t && bus_client_connected(&t->cl);
 }
 
 /* ---------------------------------------------------------------- bus_read_last */

@@ -253,12 +253,7 @@ void dbi_checksum(const void *data, size_t len, char out[65])
     crypto_hash_sha256_update(&st, s + start, len - start);
     unsigned char md[crypto_hash_sha256_BYTES];
     crypto_hash_sha256_final(&st, md);
-    static const char hex[] = "0123456789abcdef";
-    for (unsigned i = 0; i < sizeof md; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 15];
-    }
-    out[64] = '\0';
+    sodium_bin2hex(out, 65, md, sizeof md);
 }
 
 static bool read_file(const char *path, char **out, size_t *len, char *err, size_t errlen)

@@ -209,16 +209,13 @@ char *sc_url_origin(const char *url)
     return out;
 }
 
+/* The first hexchars (even, at most 64) hex digits of the SHA-256 of data; out holds
+ * hexchars + 1. */
 static void sha256_hex(const void *data, size_t len, char *out, size_t hexchars)
 {
     unsigned char md[crypto_hash_sha256_BYTES];
     crypto_hash_sha256(md, data, len);
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < hexchars / 2 && i < 32; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 15];
-    }
-    out[hexchars] = '\0';
+    sodium_bin2hex(out, hexchars + 1, md, hexchars / 2);
 }
 
 void sc_url_fingerprint(const char *normalized, char out[33])
