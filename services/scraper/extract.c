@@ -584,14 +584,6 @@ static bool uri_reference_ok(const char *s)
     return true;
 }
 
-static bool has_scheme(const char *s)
-{
-    if (!isalpha((unsigned char)*s)) return false;
-    while (isalnum((unsigned char)*s) || *s == '+' || *s == '-' || *s == '.')
-        s++;
-    return *s == ':';
-}
-
 /* An http(s) link resolved and normalised; otherwise, as written, a link that needs no base
  * ("data:...", "ftp://...") or has none to resolve against (offline, no --url). */
 static char *absolute(const char *base, const char *href)
@@ -599,7 +591,7 @@ static char *absolute(const char *base, const char *href)
     if (!href || !*href) return NULL;
     char *n = sc_url_normalize(base, href);
     if (n) return n;
-    if (!uri_reference_ok(href) || (!has_scheme(href) && base && *base)) return NULL;
+    if (!uri_reference_ok(href) || (!sc_url_has_scheme(href) && base && *base)) return NULL;
     return core_xstrdup(href);
 }
 

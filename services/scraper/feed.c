@@ -308,19 +308,10 @@ static const char *attr(const XML_Char **atts, const char *name)
 
 /* ---------------------------------------------------------------- links */
 
-static bool has_scheme(const char *ref)
-{
-    if (!isalpha((unsigned char)*ref)) return false;
-    const char *s = ref + 1;
-    while (isalnum((unsigned char)*s) || *s == '+' || *s == '-' || *s == '.')
-        s++;
-    return *s == ':';
-}
-
 /* An absolute reference is kept as written; a relative one is resolved when it can be. */
 static char *resolve_against(const char *base, const char *ref)
 {
-    if (!base || has_scheme(ref)) return core_xstrdup(ref);
+    if (!base || sc_url_has_scheme(ref)) return core_xstrdup(ref);
     char *abs = sc_url_resolve(base, ref);
     return abs ? abs : core_xstrdup(ref);
 }
@@ -931,14 +922,8 @@ bool sc_feed_parse(const char *body, size_t len, const char *base_url, size_t ma
 
 void sc_feed_free(sc_feed *f)
 {
-    for (size_t i = 0; i < f->n; i++) {
-        sc_entry *e = &f->entries[i];
-        free(e->link);
-        free(e->title);
-        free(e->author);
-        free(e->summary);
-        free(e->content);
-    }
+    for (size_t i = 0; i < f->n; i++)
+        entry_free(&f->entries[i]);
     free(f->entries);
     free(f->title);
     memset(f, 0, sizeof *f);

@@ -49,6 +49,8 @@ char *sc_url_normalize(const char *base, const char *ref);
 /* Resolves ref against base (RFC 3986) without normalising: what a document's relative link
  * points to. NULL when the result is not an http(s) URL. Free the result. */
 char *sc_url_resolve(const char *base, const char *ref);
+/* Whether ref starts with a scheme ("http:", "data:", "mailto:"): an absolute reference. */
+bool sc_url_has_scheme(const char *ref);
 /* "host:port" (port only when not the scheme's default), lower-case; NULL on failure. */
 char *sc_url_host(const char *url);
 /* Path and query ("/a?b"); NULL on failure. */

@@ -102,6 +102,15 @@ static char *get_part(const char *url, CURLUPart part)
     return url_part(NULL, url, part);
 }
 
+bool sc_url_has_scheme(const char *ref)
+{
+    if (!isalpha((unsigned char)*ref)) return false;
+    const char *s = ref + 1;
+    while (isalnum((unsigned char)*s) || *s == '+' || *s == '-' || *s == '.')
+        s++;
+    return *s == ':';
+}
+
 char *sc_url_resolve(const char *base, const char *ref)
 {
     if (!ref) return NULL;
