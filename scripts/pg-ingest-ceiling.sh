@@ -23,15 +23,17 @@ D="$(mktemp -d)"
 trap 'rm -rf "$D"; psql -X -q "$URL" -c "DROP SCHEMA IF EXISTS $S CASCADE" >/dev/null 2>&1 || true' EXIT
 
 n="$(psql -X -At "$URL" -c "SELECT count(*) FROM $src.subscribers")" || die "no $src.subscribers"
+# A subscriber and its secrets as one row: the one-table variant's rows.
+one_row="SELECT s.*, x.email_index, x.email_enc, x.name_enc, x.consent_ip_enc, x.wrapped_key FROM $src.subscribers s JOIN $src.subscriber_secrets x ON x.subscriber_id = s.id"
 half="$(psql -X -At "$URL" -c "SELECT id FROM $src.subscribers ORDER BY id OFFSET $((n / 2)) LIMIT 1")"
 psql -X -q -v ON_ERROR_STOP=1 "$URL" <<SQL
 \\copy (SELECT * FROM $src.subscribers ORDER BY id) TO '$D/subs.bin' (FORMAT binary)
 \\copy (SELECT * FROM $src.subscriber_secrets ORDER BY subscriber_id) TO '$D/secrets.bin' (FORMAT binary)
 \\copy (SELECT * FROM $src.subscribers WHERE id < '$half' ORDER BY id) TO '$D/subs1.bin' (FORMAT binary)
 \\copy (SELECT * FROM $src.subscribers WHERE id >= '$half' ORDER BY id) TO '$D/subs2.bin' (FORMAT binary)
-\\copy (SELECT s.*, x.email_index, x.email_enc, x.name_enc, x.consent_ip_enc, x.wrapped_key FROM $src.subscribers s JOIN $src.subscriber_secrets x ON x.subscriber_id = s.id WHERE s.id < '$half' ORDER BY s.id) TO '$D/one1.bin' (FORMAT binary)
-\\copy (SELECT s.*, x.email_index, x.email_enc, x.name_enc, x.consent_ip_enc, x.wrapped_key FROM $src.subscribers s JOIN $src.subscriber_secrets x ON x.subscriber_id = s.id WHERE s.id >= '$half' ORDER BY s.id) TO '$D/one2.bin' (FORMAT binary)
-\\copy (SELECT s.*, x.email_index, x.email_enc, x.name_enc, x.consent_ip_enc, x.wrapped_key FROM $src.subscribers s JOIN $src.subscriber_secrets x ON x.subscriber_id = s.id ORDER BY s.id) TO '$D/one.bin' (FORMAT binary)
+\\copy ($one_row WHERE s.id < '$half' ORDER BY s.id) TO '$D/one1.bin' (FORMAT binary)
+\\copy ($one_row WHERE s.id >= '$half' ORDER BY s.id) TO '$D/one2.bin' (FORMAT binary)
+\\copy ($one_row ORDER BY s.id) TO '$D/one.bin' (FORMAT binary)
 \\copy (SELECT * FROM $src.subscriber_secrets WHERE subscriber_id < '$half' ORDER BY subscriber_id) TO '$D/secrets1.bin' (FORMAT binary)
 \\copy (SELECT * FROM $src.subscriber_secrets WHERE subscriber_id >= '$half' ORDER BY subscriber_id) TO '$D/secrets2.bin' (FORMAT binary)
 SQL
@@ -55,7 +57,7 @@ setup() {
 setup_one() {
     psql -X -q -v ON_ERROR_STOP=1 "$URL" -c "SET client_min_messages = warning;
       DROP SCHEMA IF EXISTS $S CASCADE; CREATE SCHEMA $S;
-      CREATE TABLE $S.one AS SELECT s.*, x.email_index, x.email_enc, x.name_enc, x.consent_ip_enc, x.wrapped_key FROM $src.subscribers s JOIN $src.subscriber_secrets x ON x.subscriber_id = s.id WITH NO DATA;
+      CREATE TABLE $S.one AS $one_row WITH NO DATA;
       ALTER TABLE $S.one ADD PRIMARY KEY (id); ALTER TABLE $S.one ADD UNIQUE (email_index);" >/dev/null
 }
 
