@@ -128,6 +128,15 @@ void db_txn_query(db_txn *t, const char *sql, int nparams, const char *const *va
                   void *data);
 void db_txn_query_params(db_txn *t, const char *sql, int nparams, const char *const *values,
                          const int *lengths, const int *formats, db_txn_cb cb, void *data);
+/* COPY ... FROM STDIN inside a transaction: sends sql (a COPY statement, no parameters), then
+ * the len bytes of data (copied: they need not outlive the call) as the COPY data, then ends the
+ * copy; cb gets the command's result (db_result_affected = rows copied) or its error (e.g. 23505
+ * when a row breaks a unique index; the transaction is then aborted like after any failed
+ * statement). Runs in submission order with the transaction's other statements. The data is
+ * sent as is: text, CSV or binary (PGCOPY header included) as the statement's FORMAT says. A
+ * statement that does not read COPY data (not FROM STDIN) is an error (22023), the data unsent. */
+void db_txn_copy_in(db_txn *t, const char *sql, const void *data, size_t len, db_txn_cb cb,
+                    void *cbdata);
 /* End the transaction; the connection returns to the pool before cb runs and txn is freed:
  * do not use it afterwards. cb may be NULL. db_commit's result is an error when the commit
  * did not happen (an earlier error, a serialization failure, a lost connection). */

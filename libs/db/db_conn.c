@@ -5,12 +5,19 @@
  * until 0 (watching writable meanwhile and consuming input), PQconsumeInput on readable and
  * PQgetResult while !PQisBusy. A broken connection is closed (poll handle first, then PQfinish)
  * and retried with backoff; the statement in flight fails through the deferred path.
+ * db_txn_copy_in's COPY ... FROM STDIN: on PGRES_COPY_IN the data goes out in chunks of
+ * PQputCopyData, each flushed before the next (watching writable while PQflush says 1), then
+ * PQputCopyEnd, and the results are collected as for any statement.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "db_internal.h"
+
+/* COPY data goes to libpq in pieces of this size (each flushed before the next). */
+#define DBI_COPY_CHUNK (256 * 1024)
 
 struct dbi_poll {
     uv_poll_t h;
@@ -184,6 +191,8 @@ static void conn_flush(dbi_conn *c)
 void dbi_conn_send(dbi_conn *c, dbi_work *w)
 {
     c->cur = w;
+    c->copying = false;
+    c->copy_off = 0;
     w->sent_ns = core_mono_ns();
     int ok;
     if (w->kind == DBI_W_TXN_SCRIPT)
@@ -218,11 +227,76 @@ static bool result_is_fatal(const PGresult *r)
     return sev && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0);
 }
 
+/* Queues cur's COPY data, a chunk at a time, then the end of the copy. A chunk is queued only
+ * once libpq has sent everything before it, so libpq never holds more than one chunk and a
+ * slow server slows the sender. PQputCopyData never blocks in non-blocking mode: it answers 0
+ * when it cannot enlarge its buffer, and the chunk is tried again once the socket is writable.
+ * True once PQputCopyEnd has queued the end (libpq is then busy with the command's result);
+ * false while waiting for writable (c->flushing is set) or when the connection was dropped. */
+static bool conn_copy_push(dbi_conn *c)
+{
+    dbi_work *w = c->cur;
+    while (!c->flushing && c->copy_off < w->copy_len) {
+        size_t n = w->copy_len - c->copy_off;
+        if (n > DBI_COPY_CHUNK) n = DBI_COPY_CHUNK;
+        int r = PQputCopyData(c->pg, w->copy_data + c->copy_off, (int)n);
+        if (r < 0) {
+            conn_down(c, PQerrorMessage(c->pg));
+            return false;
+        }
+        if (r == 0) {
+            c->flushing = true; /* try this chunk again when writable */
+            return false;
+        }
+        c->copy_off += n;
+        int f = PQflush(c->pg);
+        if (f < 0) {
+            conn_down(c, PQerrorMessage(c->pg));
+            return false;
+        }
+        c->flushing = f == 1;
+    }
+    if (c->flushing) return false;
+    int r = PQputCopyEnd(c->pg, NULL);
+    if (r < 0) {
+        conn_down(c, PQerrorMessage(c->pg));
+        return false;
+    }
+    if (r == 0) {
+        c->flushing = true;
+        return false;
+    }
+    c->copying = false;
+    int f = PQflush(c->pg); /* PQputCopyEnd flushed once; the socket may have been full */
+    if (f < 0) {
+        conn_down(c, PQerrorMessage(c->pg));
+        return false;
+    }
+    c->flushing = f == 1;
+    return true;
+}
+
+/* COPY states libs/db does not drive: the session stays in them until the copy ends, so the
+ * connection cannot be used any more. */
+static const char *copy_unsupported(ExecStatusType st)
+{
+    if (st == PGRES_COPY_IN) return "COPY FROM STDIN is only supported through db_txn_copy_in";
+    if (st == PGRES_COPY_OUT) return "COPY TO STDOUT is not supported by libs/db";
+    return "COPY BOTH (replication) is not supported by libs/db";
+}
+
 /* Reads finished results while libpq would not block. The statement's result is the first
  * error, or else the last result (a script yields one per statement). */
 static void conn_collect(dbi_conn *c, PGresult **acc, dbi_work **done)
 {
-    while (c->cur && !PQisBusy(c->pg)) {
+    while (c->cur) {
+        /* In COPY IN, PQisBusy is false and PQgetResult answers PGRES_COPY_IN again until
+         * PQputCopyEnd: push the data first. */
+        if (c->copying) {
+            if (PQstatus(c->pg) == CONNECTION_BAD) return; /* the caller drops it */
+            if (!conn_copy_push(c)) return;
+        }
+        if (PQisBusy(c->pg)) return;
         PGresult *r = PQgetResult(c->pg);
         if (!r) {
             *done = c->cur;
@@ -230,10 +304,16 @@ static void conn_collect(dbi_conn *c, PGresult **acc, dbi_work **done)
             return;
         }
         ExecStatusType st = PQresultStatus(r);
-        if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
-            /* Not supported: the connection cannot be used any more. */
+        if (st == PGRES_COPY_IN && c->cur->kind == DBI_W_TXN_COPY && !c->cur->copy_started) {
             PQclear(r);
-            conn_down(c, "COPY is not supported by libs/db");
+            c->cur->copy_started = true;
+            c->copying = true;
+            c->copy_off = 0;
+            continue;
+        }
+        if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
+            PQclear(r);
+            conn_down(c, copy_unsupported(st));
             return;
         }
         if (!*acc) {
@@ -284,6 +364,13 @@ static void conn_poll_cb(uv_poll_t *h, int status, int events)
     }
     if (c->state != DBI_C_SETUP && c->state != DBI_C_READY) return;
     if (status < 0) {
+        /* libuv reports EPOLLERR as UV_EBADF: the socket's pending error says what happened
+         * (ECONNRESET when the server went away while we were still sending, e.g. COPY data). */
+        int soerr = 0;
+        socklen_t len = sizeof soerr;
+        if (status == UV_EBADF && getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0 &&
+            soerr != 0)
+            status = uv_translate_sys_error(soerr);
         char msg[128];
         snprintf(msg, sizeof msg, "socket error: %s", uv_strerror(status));
         conn_down(c, msg);
@@ -298,7 +385,7 @@ static void conn_poll_cb(uv_poll_t *h, int status, int events)
     }
     dbi_work *done = NULL;
     conn_collect(c, &c->res_acc, &done);
-    if (c->state != DBI_C_SETUP && c->state != DBI_C_READY) return; /* COPY: already down */
+    if (c->state != DBI_C_SETUP && c->state != DBI_C_READY) return; /* already down */
     PGresult *res = done ? conn_take_result(c) : NULL;
     bool bad = !ok || PQstatus(c->pg) == CONNECTION_BAD;
     if (done && res && result_is_error(res) && (bad || result_is_fatal(res))) {
@@ -360,6 +447,8 @@ static void conn_drop(dbi_conn *c, const char *err, const char *sqlstate)
         c->pg = NULL;
     }
     c->flushing = false;
+    c->copying = false;
+    c->copy_off = 0;
     dbi_work *w = c->cur;
     c->cur = NULL;
     if (w) {

@@ -27,6 +27,7 @@ typedef enum dbi_work_kind {
     DBI_W_BEGIN,      /* db_begin: checks out the connection, tcb */
     DBI_W_TXN_QUERY,  /* db_txn_query: tcb */
     DBI_W_TXN_SCRIPT, /* several statements, simple protocol (migrations only): tcb */
+    DBI_W_TXN_COPY,   /* db_txn_copy_in: COPY ... FROM STDIN, then copy_data: tcb */
     DBI_W_COMMIT,     /* qcb */
     DBI_W_ROLLBACK,   /* qcb */
 } dbi_work_kind;
@@ -48,7 +49,10 @@ struct dbi_work {
     int64_t queued_ns, sent_ns, deadline_ns;
     char trace[CORE_TRACE_ID_LEN + 1];
     bool commit_failed; /* a COMMIT of an aborted transaction that runs ROLLBACK */
-    char *err;          /* a failure found by the library (deferred) */
+    char *copy_data;    /* DBI_W_TXN_COPY: the COPY data (malloc'ed, freed with w) */
+    size_t copy_len;
+    bool copy_started; /* the server answered COPY IN: copy_data is (being) sent */
+    char *err;         /* a failure found by the library (deferred) */
     char sqlstate[6];
 };
 
@@ -115,7 +119,9 @@ struct dbi_conn {
     dbi_work *cur;
     PGresult *res_acc; /* the result gathered so far for cur */
     bool flushing;
-    db_txn *txn; /* the transaction holding this pool connection */
+    bool copying;    /* COPY IN of cur: its data is being queued, the end not yet */
+    size_t copy_off; /* bytes of cur->copy_data queued so far */
+    db_txn *txn;     /* the transaction holding this pool connection */
     void (*closed)(dbi_conn *c);
     char error[DBI_ERRLEN];
 };

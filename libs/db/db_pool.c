@@ -263,6 +263,7 @@ dbi_work *dbi_work_new(db_pool *p, dbi_work_kind kind, const char *sql, int npar
 void dbi_work_free(dbi_work *w)
 {
     if (!w) return;
+    free(w->copy_data);
     free(w->err);
     free(w);
 }
@@ -299,6 +300,7 @@ void dbi_work_finish(dbi_work *w, PGresult *res, const char *err, const char *sq
     case DBI_W_BEGIN:
     case DBI_W_TXN_QUERY:
     case DBI_W_TXN_SCRIPT:
+    case DBI_W_TXN_COPY:
         if (w->tcb) w->tcb(w->txn, &r, w->data);
         break;
     default:
@@ -337,6 +339,12 @@ static void txn_free(db_txn *t)
 {
     if (t->conn && t->conn->txn == t) t->conn->txn = NULL;
     free(t);
+}
+
+/* A statement of a transaction (as opposed to BEGIN, COMMIT, ROLLBACK). */
+static bool work_in_txn(const dbi_work *w)
+{
+    return w->kind == DBI_W_TXN_QUERY || w->kind == DBI_W_TXN_SCRIPT || w->kind == DBI_W_TXN_COPY;
 }
 
 static void txn_mark_failed(db_txn *t, const char *err, const char *sqlstate)
@@ -380,8 +388,7 @@ void dbi_defer(db_pool *p, dbi_work *w, const char *err, const char *sqlstate)
         w->err = core_xstrdup(err);
         dbi_strlcpy(w->sqlstate, sqlstate ? sqlstate : "", sizeof w->sqlstate);
     }
-    if ((w->kind == DBI_W_TXN_QUERY || w->kind == DBI_W_TXN_SCRIPT) && w->txn && w->err)
-        txn_mark_failed(w->txn, w->err, w->sqlstate);
+    if (work_in_txn(w) && w->txn && w->err) txn_mark_failed(w->txn, w->err, w->sqlstate);
     if (p->handles_closing) {
         /* Only reachable by misuse (a relay closed after its pool): report at once. */
         core_log_error("database work failed after its pool closed",
@@ -544,6 +551,21 @@ static void txn_query_done(dbi_work *w, PGresult *res)
     dbi_work_finish(w, res, NULL, NULL);
 }
 
+/* A db_txn_copy_in whose statement ran without asking for COPY data (not COPY ... FROM STDIN:
+ * the data was not loaded) is an error, so that committing cannot lose the data silently. */
+static void txn_copy_done(dbi_work *w, PGresult *res)
+{
+    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    bool error = st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE || st == PGRES_NONFATAL_ERROR;
+    if (!error && !w->copy_started && !w->err) {
+        w->err = core_xstrdup("db_txn_copy_in: the statement is not a COPY ... FROM STDIN (the "
+                              "data was not sent)");
+        dbi_strlcpy(w->sqlstate, DBI_SQLSTATE_INVALID, sizeof w->sqlstate);
+        txn_mark_failed(w->txn, w->err, w->sqlstate);
+    }
+    txn_query_done(w, res);
+}
+
 static void txn_end_done(dbi_work *w, PGresult *res)
 {
     db_txn *t = w->txn;
@@ -572,6 +594,9 @@ static void pool_conn_done(dbi_conn *c, dbi_work *w, PGresult *res)
     case DBI_W_TXN_QUERY:
     case DBI_W_TXN_SCRIPT:
         txn_query_done(w, res);
+        break;
+    case DBI_W_TXN_COPY:
+        txn_copy_done(w, res);
         break;
     case DBI_W_COMMIT:
     case DBI_W_ROLLBACK:
@@ -803,7 +828,7 @@ static void txn_pump(db_txn *t)
             continue;
         }
         if (t->failed) {
-            if (w->kind == DBI_W_TXN_QUERY || w->kind == DBI_W_TXN_SCRIPT) {
+            if (work_in_txn(w)) {
                 char msg[DBI_ERRLEN + 48];
                 snprintf(msg, sizeof msg, "transaction aborted by an earlier error: %s", t->error);
                 dbi_defer(t->pool, w, msg, DBI_SQLSTATE_TXN_ABORTED);
@@ -837,6 +862,20 @@ static void txn_submit(db_txn *t, dbi_work *w)
     txn_pump(t);
 }
 
+/* Queues w, a statement of t, submitted by the public function fn. */
+static void txn_add(db_txn *t, dbi_work *w, const char *fn)
+{
+    if (t->ended) {
+        /* The transaction is being freed: the callback gets txn NULL. */
+        core_log_error("transaction statement after db_commit/db_rollback",
+                       CORE_F_STR("function", fn));
+        dbi_defer(t->pool, w, "transaction already ended", DBI_SQLSTATE_INVALID);
+        return;
+    }
+    w->txn = t;
+    txn_submit(t, w);
+}
+
 static void txn_query(db_txn *t, dbi_work_kind kind, const char *sql, int nparams,
                       const char *const *values, const int *lengths, const int *formats,
                       db_txn_cb cb, void *data)
@@ -850,14 +889,7 @@ static void txn_query(db_txn *t, dbi_work_kind kind, const char *sql, int nparam
         dbi_work_new(t->pool, kind, sql, nparams, values, lengths, formats, err, sizeof err);
     w->tcb = cb;
     w->data = data;
-    if (t->ended) {
-        /* The transaction is being freed: the callback gets txn NULL. */
-        core_log_error("db_txn_query after db_commit/db_rollback");
-        dbi_defer(t->pool, w, "transaction already ended", DBI_SQLSTATE_INVALID);
-        return;
-    }
-    w->txn = t;
-    txn_submit(t, w);
+    txn_add(t, w, "db_txn_query");
 }
 
 void db_txn_query_params(db_txn *t, const char *sql, int nparams, const char *const *values,
@@ -885,6 +917,30 @@ void dbi_txn_fail(db_txn *t, const char *err, db_txn_cb cb, void *data)
     w->data = data;
     w->txn = t->ended ? NULL : t;
     dbi_defer(t->pool, w, err, DBI_SQLSTATE_INVALID);
+}
+
+void db_txn_copy_in(db_txn *t, const char *sql, const void *data, size_t len, db_txn_cb cb,
+                    void *cbdata)
+{
+    if (!t) {
+        core_log_error("db_txn_copy_in: txn is NULL");
+        return;
+    }
+    char err[DBI_ERRLEN];
+    dbi_work *w = dbi_work_new(t->pool, DBI_W_TXN_COPY, sql, 0, NULL, NULL, NULL, err, sizeof err);
+    w->tcb = cb;
+    w->data = cbdata;
+    if (!w->err && len > 0 && !data) {
+        w->err = core_xstrdup("db_txn_copy_in: data is NULL");
+        dbi_strlcpy(w->sqlstate, DBI_SQLSTATE_INVALID, sizeof w->sqlstate);
+    }
+    if (!w->err && len > 0) {
+        w->copy_data = malloc(len);
+        if (!w->copy_data) abort();
+        memcpy(w->copy_data, data, len);
+        w->copy_len = len;
+    }
+    txn_add(t, w, "db_txn_copy_in");
 }
 
 int dbi_txn_status(const db_txn *t)

@@ -460,6 +460,321 @@ static void test_close_drains(void **state)
     assert_non_null(strstr(after.error, "closing"));
 }
 
+/* ---------------------------------------------------------------- COPY FROM STDIN */
+
+typedef struct copy_case {
+    const char *sql;
+    char *data; /* malloc'ed; freed right after db_txn_copy_in (which copies it) */
+    size_t len;
+    const char *then; /* a statement after the copy in the same transaction, or NULL */
+    bool commit;
+    bool cb_inside_call;
+    txn_flow f; /* q1: the copy, q2: then, end: commit or rollback */
+} copy_case;
+
+static void copy_begin(db_txn *t, const db_result *r, void *data)
+{
+    copy_case *c = data;
+    assert_non_null(t);
+    assert_true(db_result_ok(r));
+    db_txn_copy_in(t, c->sql, c->data, c->len, flow_q1, &c->f);
+    if (c->f.q1.done) c->cb_inside_call = true;
+    free(c->data); /* the call copied it */
+    c->data = NULL;
+    if (c->then) db_txn_query(t, c->then, 0, NULL, flow_q2, &c->f);
+    if (c->commit)
+        db_commit(t, flow_end, &c->f);
+    else
+        db_rollback(t, flow_end, &c->f);
+}
+
+/* One transaction: BEGIN, the copy, c->then, COMMIT or ROLLBACK. data (len bytes) is copied. */
+static void run_copy(env *e, db_pool *p, copy_case *c, const void *data, size_t len)
+{
+    c->data = malloc(len ? len : 1);
+    assert_non_null(c->data);
+    if (len) memcpy(c->data, data, len);
+    c->len = len;
+    db_begin(p, copy_begin, c);
+    assert_true(ts_run_until(&e->loop, flow_done, &c->f, DBT_TIMEOUT_MS));
+    assert_false(c->cb_inside_call);
+    free(c->data);
+    c->data = NULL;
+}
+
+static void put_be(core_buf *b, uint64_t v, int bytes)
+{
+    uint8_t out[8];
+    for (int i = 0; i < bytes; i++)
+        out[i] = (uint8_t)(v >> (8 * (bytes - 1 - i)));
+    core_buf_append(b, out, (size_t)bytes);
+}
+
+/* PGCOPY binary data for rows (a bigint, b bytea): a = first .. first + n - 1, b = blob_len
+ * bytes, byte j of row a being (a * 31 + j) mod 256. */
+static void copy_binary_rows(core_buf *b, int64_t first, int n, size_t blob_len)
+{
+    core_buf_append(b, "PGCOPY\n\377\r\n\0", 11);
+    put_be(b, 0, 4); /* flags */
+    put_be(b, 0, 4); /* header extension length */
+    uint8_t *blob = malloc(blob_len);
+    assert_non_null(blob);
+    for (int i = 0; i < n; i++) {
+        int64_t a = first + i;
+        put_be(b, 2, 2); /* fields */
+        put_be(b, 8, 4);
+        put_be(b, (uint64_t)a, 8);
+        for (size_t j = 0; j < blob_len; j++)
+            blob[j] = (uint8_t)((uint64_t)a * 31 + j);
+        put_be(b, blob_len, 4);
+        core_buf_append(b, blob, blob_len);
+    }
+    put_be(b, 0xffff, 2); /* trailer: -1 */
+    free(blob);
+}
+
+static void test_copy_in_text_and_binary(void **state)
+{
+    ENV_OR_SKIP();
+    assert_true(dbt_query(&e->loop, e->pool,
+                          "CREATE TABLE copy_text (a bigint PRIMARY KEY, b text)", 0, NULL)
+                    .ok);
+    assert_true(dbt_query(&e->loop, e->pool,
+                          "CREATE TABLE copy_bin (a bigint PRIMARY KEY, b bytea NOT NULL)", 0, NULL)
+                    .ok);
+
+    /* text: a tab escaped inside a value, a NULL */
+    static const char text[] = "1\tone\n2\ttwo\\tand a tab\n3\t\\N\n4\tfour\n";
+    copy_case t = {.sql = "COPY copy_text (a, b) FROM STDIN",
+                   .then = "SELECT count(*) FROM copy_text",
+                   .commit = true};
+    run_copy(e, e->pool, &t, text, sizeof text - 1);
+    assert_true(t.f.q1.ok);
+    assert_int_equal(t.f.q1.affected, 4);
+    assert_string_equal(t.f.q2.first, "4"); /* the rows are there, in the transaction */
+    assert_true(t.f.end.ok);
+    assert_int_equal(dbt_int(&e->loop, e->pool, "SELECT count(*) FROM copy_text", 0, NULL), 4);
+    assert_int_equal(dbt_int(&e->loop, e->pool,
+                             "SELECT count(*) FROM copy_text WHERE b IS NULL AND a = 3", 0, NULL),
+                     1);
+    dbt_res two = dbt_query(&e->loop, e->pool, "SELECT b FROM copy_text WHERE a = 2", 0, NULL);
+    assert_string_equal(two.first, "two\tand a tab");
+
+    /* binary: 8000 rows of 1000 bytes (8 MB: many chunks, many socket writes). The server
+     * pauses at the first row, so the socket fills up and the rest waits for writable. */
+    assert_true(dbt_query(&e->loop, e->pool,
+                          "CREATE FUNCTION copy_pause() RETURNS trigger LANGUAGE plpgsql AS "
+                          "$$BEGIN PERFORM pg_sleep(0.3); RETURN NEW; END$$",
+                          0, NULL)
+                    .ok);
+    assert_true(dbt_query(&e->loop, e->pool,
+                          "CREATE TRIGGER copy_bin_pause BEFORE INSERT ON copy_bin FOR EACH ROW "
+                          "WHEN (NEW.a = 1) EXECUTE FUNCTION copy_pause()",
+                          0, NULL)
+                    .ok);
+    enum { ROWS = 8000, BLOB = 1000 };
+    core_buf bin = {0};
+    copy_binary_rows(&bin, 1, ROWS, BLOB);
+    assert_true(bin.len > (size_t)ROWS * BLOB);
+    copy_case c = {.sql = "COPY copy_bin (a, b) FROM STDIN (FORMAT binary)", .commit = true};
+    run_copy(e, e->pool, &c, bin.data, bin.len);
+    core_buf_free(&bin);
+    assert_true(c.f.q1.ok);
+    assert_int_equal(c.f.q1.affected, ROWS);
+    assert_true(c.f.end.ok);
+    assert_int_equal(dbt_int(&e->loop, e->pool, "SELECT count(*) FROM copy_bin", 0, NULL), ROWS);
+    assert_int_equal(dbt_int(&e->loop, e->pool, "SELECT sum(a) FROM copy_bin", 0, NULL),
+                     (int64_t)ROWS * (ROWS + 1) / 2);
+    assert_int_equal(dbt_int(&e->loop, e->pool, "SELECT sum(length(b)) FROM copy_bin", 0, NULL),
+                     (int64_t)ROWS * BLOB);
+    /* the bytes: one per row, at a position that moves with the row */
+    int64_t want = 0;
+    for (int64_t a = 1; a <= ROWS; a++)
+        want += (int64_t)(uint8_t)((uint64_t)a * 31 + (uint64_t)(a % BLOB));
+    assert_int_equal(dbt_int(&e->loop, e->pool,
+                             "SELECT sum(get_byte(b, (a % 1000)::int)) FROM copy_bin", 0, NULL),
+                     want);
+
+    /* no data at all: a COPY of nothing */
+    copy_case none = {.sql = "COPY copy_text (a, b) FROM STDIN", .commit = true};
+    run_copy(e, e->pool, &none, "", 0);
+    assert_true(none.f.q1.ok);
+    assert_int_equal(none.f.q1.affected, 0);
+    assert_true(none.f.end.ok);
+}
+
+/* Text rows "a\trow a\n" for a = first .. first + n - 1. */
+static void copy_text_rows(core_buf *b, int64_t first, int n)
+{
+    for (int i = 0; i < n; i++)
+        core_buf_printf(b, "%lld\trow %lld\n", (long long)(first + i), (long long)(first + i));
+}
+
+/* A pool of one connection (every transaction runs in the same session) once ddl has run on
+ * it; *pid is that session's backend pid. */
+static db_pool *copy_one_conn(env *e, const char *ddl, dbt_res *pid)
+{
+    db_pool *one = dbt_pool(&e->loop, e->schema, 1);
+    assert_non_null(one);
+    dbt_res r = dbt_query(&e->loop, one, ddl, 0, NULL);
+    if (!r.ok) fprintf(stderr, "%s: %s\n", ddl, r.error);
+    assert_true(r.ok);
+    *pid = dbt_query(&e->loop, one, "SELECT pg_backend_pid()", 0, NULL);
+    assert_true(pid->ok);
+    return one;
+}
+
+static void test_copy_in_unique_violation(void **state)
+{
+    ENV_OR_SKIP();
+    dbt_res pid;
+    db_pool *one = copy_one_conn(e, "CREATE TABLE copy_uniq (a bigint PRIMARY KEY, b text)", &pid);
+    assert_true(
+        dbt_query(&e->loop, one, "INSERT INTO copy_uniq (a, b) VALUES (7, 'before')", 0, NULL).ok);
+
+    /* row 7 comes early and the server fails there, with megabytes still to come: it discards
+     * them until the end of the copy */
+    core_buf rows = {0};
+    copy_text_rows(&rows, 1, 200000);
+    copy_case c = {.sql = "COPY copy_uniq (a, b) FROM STDIN", .then = "SELECT 1"};
+    run_copy(e, one, &c, rows.data, rows.len);
+    core_buf_free(&rows);
+    assert_false(c.f.q1.ok);
+    assert_string_equal(c.f.q1.sqlstate, "23505");
+    assert_non_null(strstr(c.f.q1.error, "duplicate key"));
+    assert_false(c.f.q2.ok);
+    assert_string_equal(c.f.q2.sqlstate, "25P02");
+    assert_true(c.f.end.ok); /* the rollback */
+
+    /* the same connection serves the next transaction */
+    core_buf more = {0};
+    copy_text_rows(&more, 1000, 3);
+    copy_case next = {.sql = "COPY copy_uniq (a, b) FROM STDIN",
+                      .then = "SELECT pg_backend_pid()",
+                      .commit = true};
+    run_copy(e, one, &next, more.data, more.len);
+    core_buf_free(&more);
+    assert_true(next.f.q1.ok);
+    assert_int_equal(next.f.q1.affected, 3);
+    assert_string_equal(next.f.q2.first, pid.first);
+    assert_true(next.f.end.ok);
+    assert_int_equal(dbt_int(&e->loop, one, "SELECT count(*) FROM copy_uniq", 0, NULL), 4);
+    dbt_pool_close(&e->loop, one);
+}
+
+static void test_copy_in_malformed_data(void **state)
+{
+    ENV_OR_SKIP();
+    dbt_res pid;
+    db_pool *one = copy_one_conn(e, "CREATE TABLE copy_bad (a bigint PRIMARY KEY, b bytea)", &pid);
+
+    /* binary data with a bad signature */
+    core_buf bin = {0};
+    copy_binary_rows(&bin, 1, 10, 16);
+    bin.data[5] = 'X'; /* PGCOPX */
+    copy_case sig = {.sql = "COPY copy_bad (a, b) FROM STDIN (FORMAT binary)",
+                     .then = "SELECT 1",
+                     .commit = true};
+    run_copy(e, one, &sig, bin.data, bin.len);
+    assert_false(sig.f.q1.ok);
+    assert_string_equal(sig.f.q1.sqlstate, "22P04");
+    assert_non_null(strstr(sig.f.q1.error, "signature"));
+    assert_string_equal(sig.f.q2.sqlstate, "25P02");
+    assert_false(sig.f.end.ok); /* the commit rolled back and reports the copy's error */
+    assert_non_null(strstr(sig.f.end.error, "signature"));
+
+    /* binary data cut short: no trailer, a row missing its last bytes */
+    bin.data[5] = 'Y'; /* PGCOPY again */
+    copy_case cut = {.sql = "COPY copy_bad (a, b) FROM STDIN (FORMAT binary)"};
+    run_copy(e, one, &cut, bin.data, bin.len - 10);
+    core_buf_free(&bin);
+    assert_false(cut.f.q1.ok);
+    assert_string_equal(cut.f.q1.sqlstate, "22P04");
+    assert_non_null(strstr(cut.f.q1.error, "unexpected EOF"));
+    assert_true(cut.f.end.ok);
+
+    /* text rows with a column too many */
+    static const char extra[] = "1\t\\\\x00\textra\n";
+    copy_case txt = {.sql = "COPY copy_bad (a, b) FROM STDIN"};
+    run_copy(e, one, &txt, extra, sizeof extra - 1);
+    assert_false(txt.f.q1.ok);
+    assert_string_equal(txt.f.q1.sqlstate, "22P04");
+    assert_non_null(strstr(txt.f.q1.error, "extra data"));
+    assert_true(txt.f.end.ok);
+
+    /* not a COPY FROM STDIN: the data cannot be sent, which is an error */
+    copy_case notcopy = {.sql = "SELECT 1", .then = "SELECT 2", .commit = true};
+    run_copy(e, one, &notcopy, "1\tx\n", 4);
+    assert_false(notcopy.f.q1.ok);
+    assert_string_equal(notcopy.f.q1.sqlstate, "22023");
+    assert_non_null(strstr(notcopy.f.q1.error, "not a COPY"));
+    assert_string_equal(notcopy.f.q2.sqlstate, "25P02");
+    assert_false(notcopy.f.end.ok);
+
+    /* bad arguments: reported on the next iteration, the transaction aborted */
+    copy_case nosql = {.sql = NULL, .commit = true};
+    run_copy(e, one, &nosql, "x", 1);
+    assert_false(nosql.f.q1.ok);
+    assert_string_equal(nosql.f.q1.sqlstate, "22023");
+    assert_false(nosql.f.end.ok);
+
+    /* the same connection all along, and nothing was stored */
+    dbt_res again = dbt_query(&e->loop, one, "SELECT pg_backend_pid()", 0, NULL);
+    assert_string_equal(again.first, pid.first);
+    assert_int_equal(dbt_int(&e->loop, one, "SELECT count(*) FROM copy_bad", 0, NULL), 0);
+
+    /* COPY TO STDOUT is not supported: the connection is dropped, the pool reconnects */
+    copy_case out = {.sql = "COPY copy_bad TO STDOUT"};
+    run_copy(e, one, &out, "", 0);
+    assert_false(out.f.q1.ok);
+    assert_string_equal(out.f.q1.sqlstate, "08006");
+    assert_non_null(strstr(out.f.q1.error, "COPY TO STDOUT is not supported"));
+    assert_true(out.f.end.ok); /* nothing left to roll back */
+    assert_int_equal(dbt_int(&e->loop, one, "SELECT 5", 0, NULL), 5);
+    dbt_pool_close(&e->loop, one);
+}
+
+static void test_copy_in_connection_killed(void **state)
+{
+    ENV_OR_SKIP();
+    dbt_res pid;
+    db_pool *one = copy_one_conn(e, "CREATE TABLE copy_killed (a bigint, b text)", &pid);
+    /* the server stops reading at the first row: the client is left with megabytes to send */
+    assert_true(dbt_query(&e->loop, one,
+                          "CREATE FUNCTION copy_slow() RETURNS trigger LANGUAGE plpgsql AS "
+                          "$$BEGIN PERFORM pg_sleep(20); RETURN NEW; END$$",
+                          0, NULL)
+                    .ok);
+    assert_true(dbt_query(&e->loop, one,
+                          "CREATE TRIGGER copy_killed_slow BEFORE INSERT ON copy_killed "
+                          "FOR EACH ROW EXECUTE FUNCTION copy_slow()",
+                          0, NULL)
+                    .ok);
+    core_buf rows = {0};
+    copy_text_rows(&rows, 1, 1000000); /* about 17 MB */
+    copy_case c = {.sql = "COPY copy_killed (a, b) FROM STDIN", .commit = true};
+    c.data = core_buf_steal(&rows, &c.len); /* copy_begin frees it */
+    db_begin(one, copy_begin, &c);
+    ts_run_for(&e->loop, 500);
+    assert_false(c.f.q1.done);
+    const char *vals[1] = {pid.first};
+    dbt_res kill = dbt_query(&e->loop, e->pool, "SELECT pg_terminate_backend($1::int)", 1, vals);
+    assert_string_equal(kill.first, "t");
+    assert_true(ts_run_until(&e->loop, flow_done, &c.f, 5000));
+    assert_false(c.f.q1.ok);
+    assert_string_equal(c.f.q1.sqlstate, "08006");
+    assert_non_null(strstr(c.f.q1.error, "connection lost"));
+    /* the real reason (a reset, or libpq's "server closed the connection"), not libuv's
+     * EPOLLERR-as-EBADF */
+    assert_null(strstr(c.f.q1.error, "bad file descriptor"));
+    assert_false(c.f.end.ok);
+    assert_non_null(strstr(c.f.end.error, "connection lost"));
+    /* the pool's only connection came back */
+    assert_int_equal(dbt_int(&e->loop, one, "SELECT 9", 0, NULL), 9);
+    assert_int_equal(dbt_int(&e->loop, one, "SELECT count(*) FROM copy_killed", 0, NULL), 0);
+    dbt_pool_close(&e->loop, one);
+}
+
 int main(void)
 {
     core_log_init("db-integration", CORE_LOG_ERROR);
@@ -474,6 +789,10 @@ int main(void)
         cmocka_unit_test(test_commit_and_rollback),
         cmocka_unit_test(test_error_in_transaction),
         cmocka_unit_test(test_close_drains),
+        cmocka_unit_test(test_copy_in_text_and_binary),
+        cmocka_unit_test(test_copy_in_unique_violation),
+        cmocka_unit_test(test_copy_in_malformed_data),
+        cmocka_unit_test(test_copy_in_connection_killed),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
