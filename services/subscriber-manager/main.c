@@ -125,6 +125,7 @@ int main(void)
     key_var(&cc, "SUBSCRIBER_DATA_KEY", app.keys.data);
     key_var(&cc, "SUBSCRIBER_INDEX_KEY", app.keys.index);
     key_var(&cc, "TOKEN_SIGNING_KEY", app.keys.token);
+    sm_keys_ready(&app.keys);
     app.access_ttl_s = core_config_duration_ms(&cc, "AUTH_ACCESS_TTL", "15m") / 1000;
     app.refresh_ttl_s = core_config_duration_ms(&cc, "AUTH_REFRESH_TTL", "720h") / 1000;
     app.link_ttl_s = core_config_duration_ms(&cc, "CONFIRM_LINK_TTL", "168h") / 1000;

@@ -123,6 +123,16 @@ static size_t utf8_seq(const unsigned char *s, size_t n)
     return len;
 }
 
+bool sm_utf8_valid(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len;) {
+        size_t n = utf8_seq((const unsigned char *)s + i, len - i);
+        if (n == 0) return false;
+        i += n;
+    }
+    return true;
+}
+
 bool sm_name_normalize(const char *in, size_t len, char out[SM_NAME_MAX + 1], const char **why)
 {
     const char *dummy;
@@ -151,13 +161,25 @@ bool sm_name_normalize(const char *in, size_t len, char out[SM_NAME_MAX + 1], co
     return true;
 }
 
+void sm_keys_ready(sm_keys *k)
+{
+    crypto_auth_hmacsha256_init(&k->index_state, k->index, sizeof k->index);
+    crypto_auth_hmacsha256_update(&k->index_state, (const uint8_t *)"email:", 6);
+    k->index_ready = true;
+}
+
 void sm_blind_index(const sm_keys *k, const char *email, uint8_t out[SM_INDEX_BYTES])
 {
     crypto_auth_hmacsha256_state st;
-    crypto_auth_hmacsha256_init(&st, k->index, sizeof k->index);
-    crypto_auth_hmacsha256_update(&st, (const uint8_t *)"email:", 6);
+    if (k->index_ready) {
+        st = k->index_state;
+    } else {
+        crypto_auth_hmacsha256_init(&st, k->index, sizeof k->index);
+        crypto_auth_hmacsha256_update(&st, (const uint8_t *)"email:", 6);
+    }
     crypto_auth_hmacsha256_update(&st, (const uint8_t *)email, strlen(email));
     crypto_auth_hmacsha256_final(&st, out);
+    sodium_memzero(&st, sizeof st);
 }
 
 static void make_ad(char *ad, size_t cap, const char *id, const char *field)
@@ -179,7 +201,9 @@ void sm_seal(const uint8_t dek[SM_KEY_BYTES], const char *subscriber_id, const c
     char ad[128];
     make_ad(ad, sizeof ad, subscriber_id, field);
     out[0] = 1; /* format version */
-    randombytes_buf(out + 1, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
+    /* core_random_bytes: the kernel's CSPRNG through a per-thread buffer (libsodium's
+     * randombytes_buf is a getrandom(2) per call: four per imported row) */
+    core_random_bytes(out + 1, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
     crypto_aead_xchacha20poly1305_ietf_encrypt(out + 25, NULL, plain, len, (const uint8_t *)ad,
                                                strlen(ad), NULL, out + 1, dek);
 }
@@ -207,7 +231,7 @@ char *sm_open(const uint8_t dek[SM_KEY_BYTES], const char *subscriber_id, const 
 void sm_key_new(const sm_keys *k, const char *subscriber_id, uint8_t dek[SM_KEY_BYTES],
                 uint8_t wrapped[SM_WRAPPED_LEN])
 {
-    crypto_aead_xchacha20poly1305_ietf_keygen(dek);
+    core_random_bytes(dek, SM_KEY_BYTES);
     sm_seal(k->data, subscriber_id, "dek", dek, SM_KEY_BYTES, wrapped);
 }
 

@@ -6,6 +6,7 @@
 #define SM_PII_H
 
 #include <jansson.h>
+#include <sodium.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -24,6 +25,8 @@
 /* Trims, lower-cases and validates an address (RFC 5321 lengths, a dot-atom local part, a
  * dotted domain of letters, digits and hyphens). false with *why on a bad address. */
 bool sm_email_normalize(const char *in, size_t len, char out[SM_EMAIL_MAX + 1], const char **why);
+/* Whether s holds valid UTF-8 (shortest forms, no surrogates, at most U+10FFFF). */
+bool sm_utf8_valid(const char *s, size_t len);
 /* Trims and validates a display name (valid UTF-8, no control characters, at most SM_NAME_MAX
  * bytes). An empty name is allowed (the caller may default it). */
 bool sm_name_normalize(const char *in, size_t len, char out[SM_NAME_MAX + 1], const char **why);
@@ -35,7 +38,15 @@ typedef struct sm_keys {
     uint8_t data[SM_KEY_BYTES];  /* SUBSCRIBER_DATA_KEY: wraps per-subscriber keys */
     uint8_t index[SM_KEY_BYTES]; /* SUBSCRIBER_INDEX_KEY: blind index HMAC */
     uint8_t token[SM_KEY_BYTES]; /* TOKEN_SIGNING_KEY: confirm / unsubscribe / preference links */
+    /* set by sm_keys_ready: the blind index HMAC with the key already absorbed (two of its
+     * four SHA-256 blocks for a usual address, paid once instead of per row of an import) */
+    crypto_auth_hmacsha256_state index_state;
+    bool index_ready;
 } sm_keys;
+
+/* Precomputes what every blind index shares; call after filling the keys (without it
+ * sm_blind_index computes the whole HMAC each time, with the same result). */
+void sm_keys_ready(sm_keys *k);
 
 /* Keyed blind index of a normalized email: HMAC-SHA-256(index key, email). */
 void sm_blind_index(const sm_keys *k, const char *email, uint8_t out[SM_INDEX_BYTES]);

@@ -123,6 +123,8 @@ void sm_q(sm_op *op, const char *sql, int n, const char *const *vals);
 /* Same with lengths and formats (1 = binary) per parameter, as db_txn_query_params. */
 void sm_qb(sm_op *op, const char *sql, int n, const char *const *vals, const int *lengths,
            const int *formats);
+/* COPY ... FROM STDIN with len bytes of data (db_txn_copy_in), as a statement of the op. */
+void sm_copy(sm_op *op, const char *sql, const void *data, size_t len);
 void sm_outbox(sm_op *op, const bus_record *rec);
 /* Commits; on success answers op->status with op->reply (or 204 when NULL). */
 void sm_commit(sm_op *op);

@@ -320,6 +320,12 @@ void sm_qb(sm_op *op, const char *sql, int n, const char *const *vals, const int
     db_txn_query_params(op->txn, sql, n, vals, lengths, formats, on_stmt, op);
 }
 
+void sm_copy(sm_op *op, const char *sql, const void *data, size_t len)
+{
+    op->pending++;
+    db_txn_copy_in(op->txn, sql, data, len, on_stmt, op);
+}
+
 void sm_outbox(sm_op *op, const bus_record *rec)
 {
     op->pending++;
@@ -414,8 +420,9 @@ void sm_event_record(const sm_event *ev, bus_record *rec, uint8_t **buf)
     *buf = core_xcalloc(1, len ? len : 1);
     contentengine__v1__subscriber_event__pack(&e, *buf);
     free(sealed);
-    static char types[16][96];
-    static int next;
+    /* per thread: the import's seal phase runs on the thread pool */
+    static _Thread_local char types[16][96];
+    static _Thread_local int next;
     char *type = types[next++ % 16];
     snprintf(type, 96, "contentengine.subscriber.%s.v1", ev->kind);
     *rec = (bus_record){.topic = sm_topic_events,

@@ -1355,6 +1355,85 @@ static long created_events(PGresult *ids, int *seen, int64_t ms)
     return have;
 }
 
+/* A writer that adds an address the import takes as new (a public subscribe, another import,
+ * between the import's lookup, if any, and its write): the batch's COPY breaks the unique blind
+ * index, and the batch is looked up and written again, so that address is skipped and nothing
+ * is lost or doubled. The other writer here is a transaction of the test, held open until the
+ * import's COPY waits for it. */
+static void test_import_race_rewrites_batch(void **state)
+{
+    (void)state;
+    if (!have_infra) skip();
+    admin_token();
+    char race[128], a[128], c[128];
+    snprintf(race, sizeof race, "race.%s@race.example", unique);
+    snprintf(a, sizeof a, "a.%s@race.example", unique);
+    snprintf(c, sizeof c, "c.%s@race.example", unique);
+    for (char *p = race; *p; p++) /* the stored index is of the normalized (lower-case) address */
+        *p = (char)tolower((unsigned char)*p);
+    char msg[160];
+    int ml = snprintf(msg, sizeof msg, "email:%s", race);
+    uint8_t idx[32];
+    crypto_auth_hmacsha256(idx, (const uint8_t *)msg, (unsigned long long)ml, k_index);
+
+    PGconn *other = PQconnectdb(ts_env("PLATFORM_TEST_DATABASE_URL"));
+    assert_int_equal(PQstatus(other), CONNECTION_OK);
+    char q[256];
+    snprintf(q, sizeof q, "SET search_path TO %s", schema);
+    PQclear(PQexec(other, q));
+    PQclear(PQexec(other, "BEGIN"));
+    const char *v[] = {(const char *)idx};
+    int len[] = {32}, fmt[] = {1};
+    PGresult *ins = PQexecParams(other,
+                                 "WITH s AS (INSERT INTO subscribers (id, status) VALUES "
+                                 "(gen_random_uuid(), 'pending') RETURNING id) INSERT INTO "
+                                 "subscriber_secrets (subscriber_id, email_index) SELECT id, $1 "
+                                 "FROM s",
+                                 1, NULL, v, len, fmt, 0);
+    assert_int_equal(PQresultStatus(ins), PGRES_COMMAND_OK);
+    PQclear(ins);
+
+    core_buf csv = {0};
+    core_buf_printf(&csv, "email,name\n%s,A\n%s,Race\n%s,C\n", a, race, c);
+    resp r = {0};
+    call(&r, "POST", "/api/subscribers/import?mode=skip", admin.access, csv.data, csv.len,
+         "text/csv", NULL);
+    expect(&r, 202);
+    char id[64];
+    snprintf(id, sizeof id, "%s", jstr(r.json, "id"));
+    /* the import's COPY waits for the open transaction's index entry */
+    bool waiting = false;
+    for (int i = 0; i < 100 && !waiting; i++) {
+        waiting = sql_count("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+                            "'Lock' AND query LIKE 'COPY subscriber_secrets%'",
+                            0, NULL) > 0;
+        if (!waiting) ts_run_for(&loop, 100);
+    }
+    assert_true(waiting);
+    PQclear(PQexec(other, "COMMIT"));
+    PQfinish(other);
+    if (!wait_import(id, &r, 20000)) fail_msg("import %s did not finish", id);
+    assert_string_equal(jstr(r.json, "status"), "done");
+    assert_int_equal(json_integer_value(json_object_get(r.json, "inserted")), 2);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "skipped")), 1);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "failed")), 0);
+    const char *iv[] = {(const char *)idx};
+    PGresult *n = PQexecParams(pg, "SELECT count(*) FROM subscriber_secrets WHERE email_index = $1",
+                               1, NULL, iv, len, fmt, 0);
+    assert_string_equal(PQgetvalue(n, 0, 0), "1");
+    PQclear(n);
+    /* the two others were written once each, with their created events */
+    char addr_q[192];
+    snprintf(addr_q, sizeof addr_q, "/api/subscribers?email=%s", a);
+    jcall(&r, "GET", addr_q, admin.access, NULL);
+    expect(&r, 200);
+    assert_int_equal(json_array_size(json_object_get(r.json, "items")), 1);
+    const char *aid = jstr(json_array_get(json_object_get(r.json, "items"), 0), "id");
+    assert_non_null(wait_ev(aid, "created", 10000));
+    core_buf_free(&csv);
+    resp_free(&r);
+}
+
 static void test_import_million_idempotent(void **state)
 {
     (void)state;
@@ -1592,6 +1671,7 @@ int main(void)
         cmocka_unit_test(test_public_rate_limit),
         cmocka_unit_test(test_no_plaintext_at_rest),
         cmocka_unit_test(test_segments_match_brute_force),
+        cmocka_unit_test(test_import_race_rewrites_batch),
         cmocka_unit_test(test_import_million_idempotent),
         cmocka_unit_test(test_failed_logins_slow_down_account),
         cmocka_unit_test(test_failed_logins_slow_down_address),

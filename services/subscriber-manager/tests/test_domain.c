@@ -67,7 +67,7 @@ static void test_name(void **state)
 
 static sm_keys keys(void)
 {
-    sm_keys k;
+    sm_keys k = {0};
     for (int i = 0; i < SM_KEY_BYTES; i++) {
         k.data[i] = (uint8_t)i;
         k.index[i] = (uint8_t)(i + 1);
@@ -92,6 +92,19 @@ static void test_blind_index(void **state)
     uint8_t plain[32];
     crypto_hash_sha256(plain, (const uint8_t *)"jane@example.org", 16);
     assert_memory_not_equal(a, plain, sizeof a);
+    /* it is HMAC-SHA-256(index key, "email:" + address), with or without the precomputed
+     * state: indexes stored before and after sm_keys_ready match */
+    uint8_t want[SM_INDEX_BYTES];
+    crypto_auth_hmacsha256(want, (const uint8_t *)"email:jane@example.org", 22, k.index);
+    assert_memory_equal(a, want, sizeof a);
+    sm_keys_ready(&k);
+    assert_true(k.index_ready);
+    for (int i = 0; i < 3; i++) {
+        sm_blind_index(&k, "jane@example.org", b);
+        assert_memory_equal(b, want, sizeof b);
+    }
+    sm_blind_index(&k, "john@example.org", d);
+    assert_memory_equal(c, d, sizeof c);
 }
 
 static void test_keys_and_sealing(void **state)
