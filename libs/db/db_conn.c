@@ -199,7 +199,7 @@ void dbi_conn_send(dbi_conn *c, dbi_work *w)
         ok = PQsendQuery(c->pg, w->sql);
     else
         ok = PQsendQueryParams(c->pg, w->sql, w->nparams, NULL, w->values, w->lengths, w->formats,
-                               0);
+                               w->binary_result ? 1 : 0);
     if (!ok) {
         char line[DBI_ERRLEN];
         dbi_one_line(PQerrorMessage(c->pg), line, sizeof line);

@@ -51,8 +51,9 @@ struct dbi_work {
     bool commit_failed; /* a COMMIT of an aborted transaction that runs ROLLBACK */
     char *copy_data;    /* DBI_W_TXN_COPY: the COPY data (malloc'ed, freed with w) */
     size_t copy_len;
-    bool copy_started; /* the server answered COPY IN: copy_data is (being) sent */
-    char *err;         /* a failure found by the library (deferred) */
+    bool copy_started;  /* the server answered COPY IN: copy_data is (being) sent */
+    bool binary_result; /* results in binary format (dbi_query_binary) */
+    char *err;          /* a failure found by the library (deferred) */
     char sqlstate[6];
 };
 
@@ -80,6 +81,9 @@ void dbi_work_finish(dbi_work *w, PGresult *res, const char *err, const char *sq
 void dbi_result_init(db_result *r, PGresult *res, const char *err, const char *sqlstate,
                      dbi_arena *arena, char *buf, size_t buflen);
 void dbi_arena_free(dbi_arena *a);
+/* A float8 or float4 column (text, or binary big-endian IEEE 754) as a double; false when
+ * NULL, absent or not a number. */
+bool dbi_result_double(const db_result *r, int row, int col, double *out);
 
 /* ---------------------------------------------------------------- connections */
 
@@ -148,6 +152,14 @@ const db_config *dbi_pool_config(const db_pool *p);
 dbi_work *dbi_pool_setup_work(db_pool *p);
 /* Reports w on the next loop iteration: failed with err/sqlstate, or done when err is NULL. */
 void dbi_defer(db_pool *p, dbi_work *w, const char *err, const char *sqlstate);
+/* db_query with every result column in binary format (resultFormat 1): bytea arrives as raw
+ * bytes, not hex (half the bytes, no hex encoding on the server, no PQunescapeBytea here). The
+ * callback reads the row with the accessors that honour PQfformat: db_result_bytea (the raw
+ * bytes), db_result_int64 (int2, int4, int8), dbi_result_double (float4, float8), and
+ * db_result_value for text columns (their bytes as is, NUL-terminated by libpq). Any other
+ * type comes as its binary representation: cast it to text in the SQL. For the outbox relay. */
+void dbi_query_binary(db_pool *p, const char *sql, int nparams, const char *const *values,
+                      db_query_cb cb, void *data);
 /* Internal transaction step: a multi-statement script (simple protocol, no parameters). */
 void dbi_txn_script(db_txn *t, const char *sql, db_txn_cb cb, void *data);
 /* Fails a statement of t that could not be sent (bad arguments): the transaction is marked

@@ -777,8 +777,9 @@ void db_pool_close(db_pool *p, void (*done)(void *data), void *data)
 
 /* ---------------------------------------------------------------- statements */
 
-void db_query_params(db_pool *p, const char *sql, int nparams, const char *const *values,
-                     const int *lengths, const int *formats, db_query_cb cb, void *data)
+static void pool_query(db_pool *p, const char *sql, int nparams, const char *const *values,
+                       const int *lengths, const int *formats, bool binary_result, db_query_cb cb,
+                       void *data)
 {
     if (!p) {
         core_log_error("db_query: pool is NULL");
@@ -789,7 +790,20 @@ void db_query_params(db_pool *p, const char *sql, int nparams, const char *const
         dbi_work_new(p, DBI_W_QUERY, sql, nparams, values, lengths, formats, err, sizeof err);
     w->qcb = cb;
     w->data = data;
+    w->binary_result = binary_result;
     pool_submit(p, w);
+}
+
+void db_query_params(db_pool *p, const char *sql, int nparams, const char *const *values,
+                     const int *lengths, const int *formats, db_query_cb cb, void *data)
+{
+    pool_query(p, sql, nparams, values, lengths, formats, false, cb, data);
+}
+
+void dbi_query_binary(db_pool *p, const char *sql, int nparams, const char *const *values,
+                      db_query_cb cb, void *data)
+{
+    pool_query(p, sql, nparams, values, NULL, NULL, true, cb, data);
 }
 
 void db_query(db_pool *p, const char *sql, int nparams, const char *const *values, db_query_cb cb,

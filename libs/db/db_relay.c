@@ -33,7 +33,10 @@ static const char relay_listen_sql[] = "LISTEN " RELAY_CHANNEL;
 
 /* At most $1 rows, and no more rows once $2 payload bytes are reached (always at least one):
  * a bulk row holds thousands of records, and the Kafka transaction and this result stay
- * bounded. octet_length of a TOASTed value reads only its header. */
+ * bounded. octet_length of a TOASTed value reads only its header. The result comes in binary
+ * format (dbi_query_binary): key and payload as raw bytes rather than hex (a bulk row's
+ * payload is megabytes), the numbers as big-endian int8/int4/float8, the text columns as
+ * their bytes; headers is cast to text (jsonb's binary form has a version byte). */
 static const char relay_select_sql[] =
     "SELECT id, topic, kafka_partition, key, ce_id, ce_type, "
     "(extract(epoch FROM ce_time) * 1000)::bigint AS ce_time_ms, ce_subject, content_type, "
@@ -400,12 +403,12 @@ static void relay_committed(void *data, const char *err, bool abortable)
 /* A bulk row (DB_OUTBOX_BULK_TYPE): each record as its own message, with the row's topic,
  * partition, time, content type, traceparent and headers (in base). */
 static bool relay_produce_bulk(db_relay *r, const bus_record *base, const uint8_t *value,
-                               size_t value_len, const char *id, char *err, size_t errlen)
+                               size_t value_len, int64_t id, char *err, size_t errlen)
 {
     Contentengine__V1__OutboxBulk *bulk = contentengine__v1__outbox_bulk__unpack(
         NULL, value_len, value ? value : (const uint8_t *)"");
     if (!bulk) {
-        snprintf(err, errlen, "outbox row %s: bulk payload does not decode", id);
+        snprintf(err, errlen, "outbox row %lld: bulk payload does not decode", (long long)id);
         return false;
     }
     bool ok = true;
@@ -425,7 +428,9 @@ static bool relay_produce_bulk(db_relay *r, const bus_record *base, const uint8_
     return ok;
 }
 
-static bool relay_produce_row(db_relay *r, const db_result *res, int i, char *err, size_t errlen)
+/* Row i of the select (binary format): columns by their position in relay_select_sql. */
+static bool relay_produce_row(db_relay *r, const db_result *res, int i, int64_t id, char *err,
+                              size_t errlen)
 {
     size_t key_len = 0, value_len = 0;
     const uint8_t *key = db_result_bytea(res, i, 3, &key_len);
@@ -437,7 +442,7 @@ static bool relay_produce_row(db_relay *r, const db_result *res, int i, char *er
     dbi_header *hs = NULL;
     size_t nh = 0;
     if (!dbi_headers_decode(db_result_value(res, i, 10), &hs, &nh)) {
-        snprintf(err, errlen, "outbox row %s: headers do not decode", db_result_value(res, i, 0));
+        snprintf(err, errlen, "outbox row %lld: headers do not decode", (long long)id);
         return false;
     }
     bus_header *bh = nh ? calloc(nh, sizeof *bh) : NULL;
@@ -462,7 +467,7 @@ static bool relay_produce_row(db_relay *r, const db_result *res, int i, char *er
     };
     bool ok;
     if (rec.ce_type && strcmp(rec.ce_type, DB_OUTBOX_BULK_TYPE) == 0)
-        ok = relay_produce_bulk(r, &rec, value, value_len, db_result_value(res, i, 0), err, errlen);
+        ok = relay_produce_bulk(r, &rec, value, value_len, id, err, errlen);
     else
         ok = bus_txn_produce(r->txp, &rec, err, errlen) == 0;
     free(bh);
@@ -511,16 +516,23 @@ static void relay_selected(const db_result *res, void *data)
         return;
     }
     double age = 0;
-    const char *age_s = db_result_get(res, 0, "age_s");
-    if (age_s) age = strtod(age_s, NULL);
+    dbi_result_double(res, 0, db_result_column(res, "age_s"), &age);
     core_gauge_set(r->m_lag, age, r->name);
     free(r->batch_ids);
     r->batch_ids = calloc((size_t)n, sizeof *r->batch_ids);
     if (!r->batch_ids) abort();
     r->nbatch = 0;
     r->batch_bytes = 0;
-    for (int i = 0; i < n; i++)
-        db_result_int64(res, i, 0, &r->batch_ids[r->nbatch++]);
+    for (int i = 0; i < n; i++) {
+        if (!db_result_int64(res, i, 0, &r->batch_ids[i])) {
+            /* Never checkpoint a row under a wrong id: it would be published again. */
+            r->want_batch = true;
+            relay_backoff(r, "select outbox", "an outbox id does not decode");
+            relay_op_done(r);
+            return;
+        }
+    }
+    r->nbatch = (size_t)n;
     char err[512];
     if (bus_txn_begin(r->txp, err, sizeof err) != 0) {
         r->nbatch = 0;
@@ -530,7 +542,7 @@ static void relay_selected(const db_result *res, void *data)
         return;
     }
     for (int i = 0; i < n; i++) {
-        if (!relay_produce_row(r, res, i, err, sizeof err)) {
+        if (!relay_produce_row(r, res, i, r->batch_ids[i], err, sizeof err)) {
             r->want_batch = true;
             relay_abort(r, "produce", err);
             return;
@@ -584,7 +596,7 @@ static void relay_step(db_relay *r)
         snprintf(bytes, sizeof bytes, "%d", RELAY_MAX_BATCH_BYTES);
         const char *vals[2] = {limit, bytes};
         r->op_inflight = true;
-        db_query(r->pool, relay_select_sql, 2, vals, relay_selected, r);
+        dbi_query_binary(r->pool, relay_select_sql, 2, vals, relay_selected, r);
     }
 }
 
@@ -598,8 +610,9 @@ static void relay_pending_done(const db_result *res, void *data)
         int64_t n = 0;
         db_result_int64(res, 0, 0, &n);
         core_gauge_set(r->m_pending, (double)n, r->name);
-        const char *age = db_result_get(res, 0, "age_s");
-        if (age && !r->op_inflight) core_gauge_set(r->m_lag, strtod(age, NULL), r->name);
+        double age = 0;
+        if (!r->op_inflight && dbi_result_double(res, 0, db_result_column(res, "age_s"), &age))
+            core_gauge_set(r->m_lag, age, r->name);
     }
     relay_step(r);
 }

@@ -6,6 +6,13 @@
 
 #include "db_internal.h"
 
+/* Type OIDs of pg_type (fixed since PostgreSQL 7.x; libpq does not export them). */
+#define OID_INT8   20
+#define OID_INT2   21
+#define OID_INT4   23
+#define OID_FLOAT4 700
+#define OID_FLOAT8 701
+
 void dbi_result_init(db_result *r, PGresult *res, const char *err, const char *sqlstate,
                      dbi_arena *arena, char *buf, size_t buflen)
 {
@@ -112,12 +119,31 @@ int db_result_length(const db_result *r, int row, int col)
     return in_range(r, row, col) ? PQgetlength(r->res, row, col) : 0;
 }
 
+/* A binary-format value (dbi_query_binary), as opposed to text. */
+static bool is_binary(const db_result *r, int col)
+{
+    return PQfformat(r->res, col) == 1;
+}
+
+/* The n bytes of a binary value of column type oid (n its only length), big-endian, as an
+ * unsigned number: false when the type or the length is another. */
+static bool binary_be(const db_result *r, int row, int col, Oid oid, int n, uint64_t *out)
+{
+    if (PQftype(r->res, col) != oid || PQgetlength(r->res, row, col) != n) return false;
+    const uint8_t *v = (const uint8_t *)PQgetvalue(r->res, row, col);
+    uint64_t u = 0;
+    for (int i = 0; i < n; i++)
+        u = u << 8 | v[i];
+    *out = u;
+    return true;
+}
+
 const uint8_t *db_result_bytea(const db_result *r, int row, int col, size_t *len)
 {
     *len = 0;
     const char *v = db_result_value(r, row, col);
     if (!v) return NULL;
-    if (PQfformat(r->res, col) == 1) {
+    if (is_binary(r, col)) { /* the bytes themselves */
         *len = (size_t)PQgetlength(r->res, row, col);
         return (const uint8_t *)v;
     }
@@ -137,15 +163,57 @@ const uint8_t *db_result_bytea(const db_result *r, int row, int col, size_t *len
     return bytes;
 }
 
+/* Two's complement from the wire: the casts to the narrower signed types sign-extend. */
+static bool binary_int(const db_result *r, int row, int col, int64_t *out)
+{
+    uint64_t u = 0;
+    if (binary_be(r, row, col, OID_INT8, 8, &u))
+        *out = (int64_t)u;
+    else if (binary_be(r, row, col, OID_INT4, 4, &u))
+        *out = (int32_t)(uint32_t)u;
+    else if (binary_be(r, row, col, OID_INT2, 2, &u))
+        *out = (int16_t)(uint16_t)u;
+    else
+        return false;
+    return true;
+}
+
 bool db_result_int64(const db_result *r, int row, int col, int64_t *out)
 {
     const char *v = db_result_value(r, row, col);
-    if (!v || !*v) return false;
+    if (!v) return false;
+    if (is_binary(r, col)) return binary_int(r, row, col, out);
+    if (!*v) return false;
     char *end = NULL;
     errno = 0;
     long long x = strtoll(v, &end, 10);
     if (errno != 0 || !end || *end != '\0') return false;
     *out = (int64_t)x;
+    return true;
+}
+
+bool dbi_result_double(const db_result *r, int row, int col, double *out)
+{
+    const char *v = db_result_value(r, row, col);
+    if (!v) return false;
+    if (is_binary(r, col)) {
+        uint64_t u = 0;
+        if (binary_be(r, row, col, OID_FLOAT8, 8, &u)) {
+            memcpy(out, &u, sizeof *out);
+        } else if (binary_be(r, row, col, OID_FLOAT4, 4, &u)) {
+            uint32_t u32 = (uint32_t)u;
+            float f;
+            memcpy(&f, &u32, sizeof f);
+            *out = f;
+        } else {
+            return false;
+        }
+        return true;
+    }
+    char *end = NULL;
+    double x = strtod(v, &end); /* PostgreSQL's float text: digits, Infinity, NaN */
+    if (end == v || *end != '\0') return false;
+    *out = x;
     return true;
 }
 

@@ -9,6 +9,10 @@
  *   test_rollback_publishes_nothing   rows of a rolled-back transaction never reach Kafka.
  *   test_one_leader                   two relays of one service: one publishes; when it
  *       closes, the other takes over.
+ *   test_rows_roundtrip               every column the relay reads (its select returns binary
+ *       format) arrives as written: binary keys and values (every byte value, NUL bytes,
+ *       empty, NULL), partitions, ce_time, subject, content type, traceparent, binary extra
+ *       headers, ids above 2^32 (checkpointed and marked), and a bulk row's records.
  *
  * Needs PLATFORM_TEST_DATABASE_URL and KAFKA_BROKERS (skips without them), and kcat.
  */
@@ -23,6 +27,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "contentengine/v1/platform.pb-c.h"
 #include "db_test.h"
 
 #define ROWS         2000
@@ -99,6 +104,8 @@ typedef struct writer {
     bool commit;
     int added;
     char (*ids)[CORE_UUID_STRLEN + 1]; /* ce_id of each row, as returned by the insert */
+    const bus_record *recs;            /* or (count 0) these records, in one statement */
+    size_t nrecs;
     bool done, ok;
     char error[512];
 } writer;
@@ -129,6 +136,7 @@ static void on_begun(db_txn *t, const db_result *r, void *data)
     writer *w = data;
     assert_non_null(t);
     assert_true(db_result_ok(r));
+    if (w->nrecs) db_outbox_add_many(t, w->recs, w->nrecs, NULL, NULL);
     for (int i = w->first; i < w->first + w->count; i++) {
         char key[32], value[64], hv[32];
         snprintf(key, sizeof key, "item-%d", i % 17);
@@ -159,12 +167,18 @@ static bool writer_done(void *data)
     return ((writer *)data)->done;
 }
 
+static void writer_run(writer *w)
+{
+    db_begin(w->e->pool, on_begun, w);
+    assert_true(ts_run_until(&w->e->loop, writer_done, w, DBT_TIMEOUT_MS));
+    if (!w->ok) fprintf(stderr, "writing the outbox: %s\n", w->error);
+    assert_true(w->ok);
+}
+
 static void write_rows(env *e, int first, int count, bool commit, char (*ids)[CORE_UUID_STRLEN + 1])
 {
     writer w = {.e = e, .first = first, .count = count, .commit = commit, .ids = ids};
-    db_begin(e->pool, on_begun, &w);
-    assert_true(ts_run_until(&e->loop, writer_done, &w, DBT_TIMEOUT_MS));
-    assert_true(w.ok);
+    writer_run(&w);
     assert_int_equal(w.added, count);
 }
 
@@ -527,6 +541,181 @@ static void test_one_leader(void **state)
     assert_exactly_once(ids, 20, got, 20, "two relays, one leader");
 }
 
+/* ---- every column, round trip */
+
+static const dbt_msg *msg_by_ce_id(const dbt_msg *msgs, long n, const char *ce_id)
+{
+    for (long i = 0; i < n; i++)
+        if (strcmp(msgs[i].ce_id, ce_id) == 0) return &msgs[i];
+    fail_msg("no message with ce_id %s", ce_id);
+    return NULL;
+}
+
+static void assert_header(const dbt_msg *m, const char *name, const void *want, size_t len)
+{
+    size_t got_len = 0;
+    const char *got = dbt_msg_header(m, name, &got_len);
+    if (!want) {
+        assert_null(got);
+        return;
+    }
+    assert_non_null(got);
+    assert_int_equal(got_len, len);
+    assert_memory_equal(got, want, len);
+}
+
+static void assert_bytes(const char *got, size_t got_len, const void *want, size_t len)
+{
+    assert_int_equal(got_len, len);
+    if (len) assert_memory_equal(got, want, len);
+}
+
+#define RT_TRACEPARENT "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+#define RT_OTHER_TYPE  "contentengine.test.outbox.other.v1"
+
+static void test_rows_roundtrip(void **state)
+{
+    ENV_OR_SKIP();
+    /* ids above 2^32: all eight bytes of the binary int8 matter */
+    dbt_res restart = dbt_query(
+        &e->loop, e->pool, "ALTER TABLE outbox ALTER COLUMN id RESTART WITH 5000000000", 0, NULL);
+    assert_true(restart.ok);
+    uint8_t all[256], rev[256];
+    for (int i = 0; i < 256; i++) {
+        all[i] = (uint8_t)i;
+        rev[i] = (uint8_t)(255 - i);
+    }
+    static const char key0[4] = {'k', 0, (char)0xff, 'y'}, bulk_key[3] = {'b', 0, 'k'};
+    static const uint8_t hbin[3] = {0, 1, 0xff};
+    bus_header h0[2] = {{"x-bin", hbin, sizeof hbin}, {"x-text", "hello", 5}};
+    bus_header hbulk[1] = {{"x-row", "bulk", 4}};
+    /* a bulk row: each record its own message, with the row's partition, time, headers ... */
+    bus_record entries[3] = {
+        {.key = bulk_key,
+         .key_len = sizeof bulk_key,
+         .ce_id = "rt-2",
+         .ce_type = EVENT_TYPE,
+         .ce_subject = "s-2",
+         .value = rev,
+         .value_len = sizeof rev},
+        {.ce_id = "rt-3", .ce_type = EVENT_TYPE}, /* no key, empty value */
+        {.key = "k3",
+         .key_len = 2,
+         .ce_id = "rt-4",
+         .ce_type = RT_OTHER_TYPE,
+         .value = "v3",
+         .value_len = 2},
+    };
+    core_buf bulk = {0};
+    for (int i = 0; i < 3; i++)
+        db_outbox_bulk_entry(&bulk, &entries[i]);
+    bus_record recs[3] = {
+        {.topic = e->topic,
+         .partition = 2,
+         .key = key0,
+         .key_len = sizeof key0,
+         .value = all,
+         .value_len = sizeof all,
+         .ce_id = "rt-0",
+         .ce_type = EVENT_TYPE,
+         .ce_subject = "subj-\xc3\xbc",
+         .ce_time_ms = INT64_C(1700000000123),
+         .content_type = "application/octet-stream",
+         .traceparent = RT_TRACEPARENT,
+         .headers = h0,
+         .nheaders = 2},
+        /* NULL key, empty value, any partition, defaults */
+        {.topic = e->topic, .partition = BUS_PARTITION_ANY, .ce_id = "rt-1", .ce_type = EVENT_TYPE},
+        {.topic = e->topic,
+         .partition = 1,
+         .value = bulk.data,
+         .value_len = bulk.len,
+         .ce_id = "rt-bulk",
+         .ce_type = DB_OUTBOX_BULK_TYPE,
+         .ce_time_ms = INT64_C(1700000000456),
+         .content_type = "application/x-bulk",
+         .traceparent = RT_TRACEPARENT,
+         .headers = hbulk,
+         .nheaders = 1},
+    };
+    writer w = {.e = e, .commit = true, .recs = recs, .nrecs = 3};
+    writer_run(&w);
+    core_buf_free(&bulk);
+    assert_int_equal(dbt_int(&e->loop, e->pool, "SELECT min(id) FROM outbox", 0, NULL),
+                     INT64_C(5000000000));
+
+    db_relay *r = relay_new(e);
+    published p = {r, 3};
+    assert_true(ts_run_until(&e->loop, has_published, &p, DBT_TIMEOUT_MS));
+    relay_close_wait(e, r);
+    assert_int_equal(unsent(e), 0); /* marked under the ids it decoded */
+
+    dbt_msg *msgs = NULL;
+    long n = dbt_read_committed(e->topic, 3, &msgs);
+    assert_int_equal(n, 5);
+
+    const dbt_msg *m = msg_by_ce_id(msgs, n, "rt-0");
+    assert_int_equal(m->partition, 2);
+    assert_false(m->key_null);
+    assert_bytes(m->key, m->key_len, key0, sizeof key0);
+    assert_bytes(m->value, m->value_len, all, sizeof all);
+    assert_string_equal(m->ce_type, EVENT_TYPE);
+    assert_header(m, "ce_subject", "subj-\xc3\xbc", 7);
+    assert_header(m, "ce_time", "2023-11-14T22:13:20.123Z", 24);
+    assert_header(m, "content-type", "application/octet-stream", 24);
+    assert_string_equal(m->traceparent, RT_TRACEPARENT);
+    assert_header(m, "x-bin", hbin, sizeof hbin);
+    assert_header(m, "x-text", "hello", 5);
+
+    m = msg_by_ce_id(msgs, n, "rt-1");
+    assert_true(m->key_null);
+    assert_int_equal(m->value_len, 0);
+    assert_true(m->partition >= 0 && m->partition < 3);
+    assert_header(m, "ce_subject", NULL, 0);
+    assert_header(m, "content-type", BUS_CONTENT_TYPE_PROTOBUF, strlen(BUS_CONTENT_TYPE_PROTOBUF));
+    assert_header(m, "x-bin", NULL, 0);
+    assert_int_equal(strlen(m->traceparent), CORE_TRACEPARENT_LEN);
+
+    /* the bulk row's records, in their order on its partition */
+    const char *bulk_ids[3] = {"rt-2", "rt-3", "rt-4"};
+    for (int i = 0; i < 3; i++) {
+        m = msg_by_ce_id(msgs, n, bulk_ids[i]);
+        assert_int_equal(m->partition, 1);
+        assert_header(m, "ce_time", "2023-11-14T22:13:20.456Z", 24);
+        assert_header(m, "content-type", "application/x-bulk", 18);
+        assert_string_equal(m->traceparent, RT_TRACEPARENT);
+        assert_header(m, "x-row", "bulk", 4);
+        assert_string_equal(m->ce_type, entries[i].ce_type);
+        assert_int_equal(m->key_null, entries[i].key == NULL);
+        assert_bytes(m->key, m->key_len, entries[i].key, entries[i].key_len);
+        assert_bytes(m->value, m->value_len, entries[i].value, entries[i].value_len);
+        if (i > 0) assert_true(m > msg_by_ce_id(msgs, n, bulk_ids[i - 1]));
+    }
+    assert_header(msg_by_ce_id(msgs, n, "rt-2"), "ce_subject", "s-2", 3);
+    assert_header(msg_by_ce_id(msgs, n, "rt-3"), "ce_subject", NULL, 0);
+    free(msgs);
+
+    /* the checkpoints name exactly the three rows, by their ids */
+    dbt_msg *ck = NULL;
+    long nck = dbt_read_committed(e->ckpt, 1, &ck);
+    assert_true(nck >= 1);
+    int64_t ids[8];
+    size_t nids = 0;
+    for (long i = 0; i < nck; i++) {
+        assert_true(ck[i].value_len < sizeof ck[i].value);
+        Contentengine__V1__OutboxCheckpoint *c = contentengine__v1__outbox_checkpoint__unpack(
+            NULL, ck[i].value_len, (const uint8_t *)ck[i].value);
+        assert_non_null(c);
+        for (size_t k = 0; k < c->n_outbox_ids && nids < 8; k++)
+            ids[nids++] = c->outbox_ids[k];
+        contentengine__v1__outbox_checkpoint__free_unpacked(c, NULL);
+    }
+    free(ck);
+    assert_int_equal(nids, 3);
+    for (size_t i = 0; i < nids; i++)
+        assert_true(ids[i] == INT64_C(5000000000) + (int64_t)i);
+}
+
 int main(void)
 {
     core_log_init("db-integration", CORE_LOG_ERROR);
@@ -534,6 +723,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_exactly_once_across_crashes, fresh, cleanup),
         cmocka_unit_test_setup_teardown(test_rollback_publishes_nothing, fresh, cleanup),
         cmocka_unit_test_setup_teardown(test_one_leader, fresh, cleanup),
+        cmocka_unit_test_setup_teardown(test_rows_roundtrip, fresh, cleanup),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -9,6 +9,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "db_internal.h" /* dbi_query_binary, dbi_result_double */
 #include "db_test.h"
 
 typedef struct env {
@@ -132,6 +133,111 @@ static void test_params_roundtrip(void **state)
     assert_string_equal(sp.first, e->schema);
     dbt_res upd = dbt_query(&e->loop, e->pool, "UPDATE items SET name = 'x'", 0, NULL);
     assert_int_equal(upd.affected, 2);
+}
+
+/* ---------------------------------------------------------------- binary results */
+
+typedef struct binary_seen {
+    bool done, ok;
+    char error[256];
+    int64_t big, neg, small, part;
+    bool part_null;
+    double f8, f4;
+    uint8_t all[256];
+    size_t all_len;
+    int all_wire_len;
+    bool empty_nonnull;
+    size_t empty_len;
+    bool blob_null;
+    size_t big_len;
+    bool big_ok;
+    char txt[64];
+    int txt_len;
+    char js[64];
+    bool int_of_text;
+} binary_seen;
+
+static void on_binary(const db_result *r, void *data)
+{
+    binary_seen *s = data;
+    s->done = true;
+    s->ok = db_result_ok(r);
+    snprintf(s->error, sizeof s->error, "%s", s->ok ? "" : db_result_error(r));
+    if (!s->ok) return;
+    db_result_int64(r, 0, db_result_column(r, "big"), &s->big);
+    db_result_int64(r, 0, db_result_column(r, "neg"), &s->neg);
+    db_result_int64(r, 0, db_result_column(r, "small"), &s->small);
+    s->part_null = !db_result_int64(r, 0, db_result_column(r, "part"), &s->part);
+    dbi_result_double(r, 0, db_result_column(r, "f8"), &s->f8);
+    dbi_result_double(r, 0, db_result_column(r, "f4"), &s->f4);
+    size_t len = 0;
+    int all = db_result_column(r, "all_bytes");
+    const uint8_t *b = db_result_bytea(r, 0, all, &len);
+    if (b && len <= sizeof s->all) memcpy(s->all, b, len);
+    s->all_len = len;
+    s->all_wire_len = db_result_length(r, 0, all);
+    s->empty_nonnull = db_result_bytea(r, 0, db_result_column(r, "empty"), &s->empty_len) != NULL;
+    s->blob_null = db_result_bytea(r, 0, db_result_column(r, "nul"), &len) == NULL;
+    b = db_result_bytea(r, 0, db_result_column(r, "mb"), &s->big_len);
+    s->big_ok = b != NULL;
+    for (size_t i = 0; b && i < s->big_len; i++)
+        if (b[i] != (i % 2 ? 0xff : 0x00)) s->big_ok = false;
+    int txt = db_result_column(r, "txt");
+    snprintf(s->txt, sizeof s->txt, "%s", db_result_value(r, 0, txt));
+    s->txt_len = db_result_length(r, 0, txt);
+    snprintf(s->js, sizeof s->js, "%s", db_result_get(r, 0, "js"));
+    int64_t v = 0;
+    s->int_of_text = db_result_int64(r, 0, db_result_column(r, "num_text"), &v);
+}
+
+static bool binary_done(void *data)
+{
+    return ((binary_seen *)data)->done;
+}
+
+/* dbi_query_binary (the outbox relay's select): the server's binary representations read back
+ * by the accessors; a text-format statement on the same pool is unaffected. */
+static void test_binary_results(void **state)
+{
+    ENV_OR_SKIP();
+    const char *vals[2] = {"-2147483648", "1000000"};
+    binary_seen s = {0};
+    dbi_query_binary(
+        e->pool,
+        "SELECT 5000000000::int8 AS big, $1::int4 AS neg, (-32768)::int2 AS small, "
+        "NULL::int4 AS part, 1.5::float8 AS f8, (-0.25)::float4 AS f4, "
+        "(SELECT string_agg(set_byte('\\x00'::bytea, 0, i), ''::bytea ORDER BY i) "
+        "FROM generate_series(0, 255) i) AS all_bytes, ''::bytea AS empty, NULL::bytea AS nul, "
+        "decode(repeat('00ff', $2::int), 'hex') AS mb, 't\xc3\xbcxt'::text AS txt, "
+        "'[{\"a\": 1}]'::jsonb::text AS js, '42'::text AS num_text",
+        2, vals, on_binary, &s);
+    assert_true(ts_run_until(&e->loop, binary_done, &s, DBT_TIMEOUT_MS));
+    if (!s.ok) fprintf(stderr, "binary select: %s\n", s.error);
+    assert_true(s.ok);
+    assert_true(s.big == INT64_C(5000000000));
+    assert_true(s.neg == INT32_MIN);
+    assert_int_equal(s.small, -32768);
+    assert_true(s.part_null);
+    assert_true(s.f8 == 1.5);
+    assert_true(s.f4 == -0.25);
+    assert_int_equal(s.all_len, 256);
+    assert_int_equal(s.all_wire_len, 256); /* as received: not "\\x0001..." (514) */
+    for (int i = 0; i < 256; i++)
+        assert_int_equal(s.all[i], i);
+    assert_true(s.empty_nonnull);
+    assert_int_equal(s.empty_len, 0);
+    assert_true(s.blob_null);
+    assert_int_equal(s.big_len, 2000000);
+    assert_true(s.big_ok);
+    assert_string_equal(s.txt, "t\xc3\xbcxt"); /* UTF-8, NUL-terminated by libpq */
+    assert_int_equal(s.txt_len, 5);
+    assert_string_equal(s.js, "[{\"a\": 1}]");
+    assert_false(s.int_of_text); /* a binary text column is not an integer */
+
+    /* the pool's next statement is text again */
+    dbt_res t = dbt_query(&e->loop, e->pool, "SELECT 5000000000::int8", 0, NULL);
+    assert_true(t.ok);
+    assert_string_equal(t.first, "5000000000");
 }
 
 static void test_bad_sql_reports_clearly(void **state)
@@ -780,6 +886,7 @@ int main(void)
     core_log_init("db-integration", CORE_LOG_ERROR);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_params_roundtrip),
+        cmocka_unit_test(test_binary_results),
         cmocka_unit_test(test_bad_sql_reports_clearly),
         cmocka_unit_test(test_connection_killed_under_statement),
         cmocka_unit_test(test_connection_killed_in_transaction),

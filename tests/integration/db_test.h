@@ -236,13 +236,47 @@ static inline void dbt_delete_topic(uv_loop_t *loop, const char *topic)
     ts_bus_delete_topic(loop, ts_env("KAFKA_BROKERS"), topic);
 }
 
+#define DBT_MSG_HEADERS 12
+
+/* A message as read back. key and value hold the bytes (cut to the array, then a NUL);
+ * key_len and value_len the whole lengths. headers: all of them, values cut likewise. */
 typedef struct dbt_msg {
     char ce_id[128];
     char key[128];
-    char value[256];
+    size_t key_len;
+    bool key_null;
+    char value[512];
+    size_t value_len;
+    int32_t partition;
     char traceparent[64];
     char ce_type[128];
+    struct {
+        char name[32];
+        char value[64];
+        size_t len;
+    } headers[DBT_MSG_HEADERS];
+    size_t nheaders;
 } dbt_msg;
+
+/* Copies the n bytes of v (n 0 when v is NULL) into dst as far as they fit, then a NUL. */
+static inline void dbt_copy_bytes(char *dst, size_t size, const void *v, size_t n)
+{
+    if (n > size - 1) n = size - 1;
+    if (n) memcpy(dst, v, n);
+    dst[n] = '\0';
+}
+
+/* The header name of m (its last one), or NULL; *len its whole length. */
+static inline const char *dbt_msg_header(const dbt_msg *m, const char *name, size_t *len)
+{
+    for (size_t i = m->nheaders; i-- > 0;)
+        if (strcmp(m->headers[i].name, name) == 0) {
+            *len = m->headers[i].len;
+            return m->headers[i].value;
+        }
+    *len = 0;
+    return NULL;
+}
 
 static inline void dbt_header(const rd_kafka_message_t *m, const char *name, char *out, size_t size)
 {
@@ -307,10 +341,26 @@ static inline long dbt_read_committed(const char *topic, int partitions, dbt_msg
             dbt_header(m, "ce_id", d->ce_id, sizeof d->ce_id);
             dbt_header(m, "traceparent", d->traceparent, sizeof d->traceparent);
             dbt_header(m, "ce_type", d->ce_type, sizeof d->ce_type);
-            snprintf(d->key, sizeof d->key, "%.*s", (int)m->key_len,
-                     m->key ? (const char *)m->key : "");
-            snprintf(d->value, sizeof d->value, "%.*s", (int)m->len,
-                     m->payload ? (const char *)m->payload : "");
+            d->key_null = m->key == NULL;
+            d->key_len = m->key ? m->key_len : 0;
+            dbt_copy_bytes(d->key, sizeof d->key, m->key, d->key_len);
+            d->value_len = m->payload ? m->len : 0;
+            dbt_copy_bytes(d->value, sizeof d->value, m->payload, d->value_len);
+            d->partition = m->partition;
+            rd_kafka_headers_t *h = NULL;
+            if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR) h = NULL;
+            const char *hname;
+            const void *hv;
+            size_t hlen;
+            while (h && d->nheaders < DBT_MSG_HEADERS &&
+                   rd_kafka_header_get_all(h, d->nheaders, &hname, &hv, &hlen) ==
+                       RD_KAFKA_RESP_ERR_NO_ERROR) {
+                size_t k = d->nheaders++;
+                snprintf(d->headers[k].name, sizeof d->headers[k].name, "%s", hname);
+                d->headers[k].len = hv ? hlen : 0;
+                dbt_copy_bytes(d->headers[k].value, sizeof d->headers[k].value, hv,
+                               d->headers[k].len);
+            }
         }
         rd_kafka_message_destroy(m);
     }

@@ -317,6 +317,135 @@ static void test_result_accessors(void **state)
     PQclear(res);
 }
 
+/* A result in binary format (dbi_query_binary, the relay's select), laid out as the server
+ * sends it: big-endian integers and IEEE doubles, bytea and text as their bytes. */
+static void test_result_binary(void **state)
+{
+    (void)state;
+    PGresult *res = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
+    PGresAttDesc attrs[] = {
+        {.name = (char *)"id", .format = 1, .typid = 20, .typlen = 8, .atttypmod = -1},
+        {.name = (char *)"part", .format = 1, .typid = 23, .typlen = 4, .atttypmod = -1},
+        {.name = (char *)"small", .format = 1, .typid = 21, .typlen = 2, .atttypmod = -1},
+        {.name = (char *)"age_s", .format = 1, .typid = 701, .typlen = 8, .atttypmod = -1},
+        {.name = (char *)"f4", .format = 1, .typid = 700, .typlen = 4, .atttypmod = -1},
+        {.name = (char *)"payload", .format = 1, .typid = 17, .typlen = -1, .atttypmod = -1},
+        {.name = (char *)"topic", .format = 1, .typid = 25, .typlen = -1, .atttypmod = -1},
+        {.name = (char *)"price", .format = 1, .typid = 1700, .typlen = -1, .atttypmod = -1},
+    };
+    enum { ID, PART, SMALL, AGE, F4, PAYLOAD, TOPIC, PRICE, NCOLS };
+    assert_true(PQsetResultAttrs(res, NCOLS, attrs));
+    uint8_t all[256];
+    for (int i = 0; i < 256; i++)
+        all[i] = (uint8_t)i;
+    /* row 0: large and negative numbers, every byte value */
+    assert_true(PQsetvalue(res, 0, ID, (char *)"\x00\x00\x00\x01\x2a\x05\xf2\x00", 8));
+    assert_true(PQsetvalue(res, 0, PART, (char *)"\xff\xff\xff\xff", 4));
+    assert_true(PQsetvalue(res, 0, SMALL, (char *)"\x80\x00", 2));
+    assert_true(PQsetvalue(res, 0, AGE, (char *)"\x3f\xf8\x00\x00\x00\x00\x00\x00", 8));
+    assert_true(PQsetvalue(res, 0, F4, (char *)"\xbe\x80\x00\x00", 4));
+    assert_true(PQsetvalue(res, 0, PAYLOAD, (char *)all, (int)sizeof all));
+    assert_true(PQsetvalue(res, 0, TOPIC, (char *)"t\xc3\xbcpic", 6));
+    assert_true(PQsetvalue(res, 0, PRICE, (char *)"\x00\x01\x00\x00\x00\x00\x00\x00\x00\x2a", 10));
+    /* row 1: extremes, an empty payload, NULLs */
+    assert_true(PQsetvalue(res, 1, ID, (char *)"\x80\x00\x00\x00\x00\x00\x00\x00", 8));
+    assert_true(PQsetvalue(res, 1, PART, NULL, -1));
+    assert_true(PQsetvalue(res, 1, SMALL, (char *)"\x7f\xff", 2));
+    assert_true(PQsetvalue(res, 1, AGE, (char *)"\x00\x00", 2)); /* not a float8 */
+    assert_true(PQsetvalue(res, 1, F4, NULL, -1));
+    assert_true(PQsetvalue(res, 1, PAYLOAD, (char *)"", 0));
+    assert_true(PQsetvalue(res, 1, TOPIC, NULL, -1));
+    assert_true(PQsetvalue(res, 1, PRICE, NULL, -1));
+    /* row 2: a NULL payload, an int8 of the wrong length */
+    assert_true(PQsetvalue(res, 2, ID, (char *)"\x01\x02\x03\x04", 4));
+    assert_true(PQsetvalue(res, 2, PAYLOAD, NULL, -1));
+
+    dbi_arena arena = {0};
+    char buf[256];
+    db_result r;
+    dbi_result_init(&r, res, NULL, NULL, &arena, buf, sizeof buf);
+    int64_t v = 7;
+    assert_true(db_result_int64(&r, 0, ID, &v));
+    assert_true(v == INT64_C(5000000000));
+    assert_true(db_result_int64(&r, 0, PART, &v));
+    assert_int_equal(v, -1);
+    assert_true(db_result_int64(&r, 0, SMALL, &v));
+    assert_int_equal(v, INT16_MIN);
+    assert_true(db_result_int64(&r, 1, ID, &v));
+    assert_true(v == INT64_MIN);
+    assert_true(db_result_int64(&r, 1, SMALL, &v));
+    assert_int_equal(v, INT16_MAX);
+    v = 7;
+    assert_false(db_result_int64(&r, 1, PART, &v));    /* NULL */
+    assert_false(db_result_int64(&r, 2, ID, &v));      /* 4 bytes for an int8 */
+    assert_false(db_result_int64(&r, 0, PAYLOAD, &v)); /* not an integer type */
+    assert_false(db_result_int64(&r, 0, TOPIC, &v));
+    assert_false(db_result_int64(&r, 0, AGE, &v));
+    assert_false(db_result_int64(&r, 0, PRICE, &v)); /* numeric: cast it in the SQL */
+    assert_int_equal(v, 7);
+
+    double d = 0;
+    assert_true(dbi_result_double(&r, 0, AGE, &d));
+    assert_true(d == 1.5);
+    assert_true(dbi_result_double(&r, 0, F4, &d));
+    assert_true(d == -0.25);
+    d = 9;
+    assert_false(dbi_result_double(&r, 1, AGE, &d)); /* 2 bytes */
+    assert_false(dbi_result_double(&r, 1, F4, &d));  /* NULL */
+    assert_false(dbi_result_double(&r, 0, ID, &d));  /* an integer */
+    assert_false(dbi_result_double(&r, 0, 99, &d));  /* no such column */
+    assert_true(d == 9);
+
+    size_t len = 99;
+    const uint8_t *bytes = db_result_bytea(&r, 0, PAYLOAD, &len);
+    assert_int_equal(len, sizeof all);
+    assert_memory_equal(bytes, all, sizeof all); /* as is: no unescaping, nothing allocated */
+    assert_int_equal(arena.n, 0);
+    bytes = db_result_bytea(&r, 1, PAYLOAD, &len);
+    assert_non_null(bytes); /* empty, not NULL */
+    assert_int_equal(len, 0);
+    assert_null(db_result_bytea(&r, 2, PAYLOAD, &len));
+    assert_int_equal(len, 0);
+
+    /* text: its bytes, NUL-terminated by libpq as in text format */
+    assert_string_equal(db_result_value(&r, 0, TOPIC), "t\xc3\xbcpic");
+    assert_int_equal(db_result_length(&r, 0, TOPIC), 6);
+    assert_null(db_result_value(&r, 1, TOPIC));
+    dbi_arena_free(&arena);
+    PQclear(res);
+}
+
+/* dbi_result_double on text results (the relay's pending gauge). */
+static void test_result_double_text(void **state)
+{
+    (void)state;
+    PGresult *res = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
+    PGresAttDesc attrs[1] = {
+        {.name = (char *)"age_s", .format = 0, .typid = 701, .typlen = 8, .atttypmod = -1},
+    };
+    assert_true(PQsetResultAttrs(res, 1, attrs));
+    const char *vals[] = {"12.5", "-0.001", "Infinity", "", "1.5x", NULL};
+    for (int i = 0; i < 6; i++)
+        assert_true(PQsetvalue(res, i, 0, (char *)vals[i], vals[i] ? (int)strlen(vals[i]) : -1));
+    dbi_arena arena = {0};
+    char buf[256];
+    db_result r;
+    dbi_result_init(&r, res, NULL, NULL, &arena, buf, sizeof buf);
+    double d = 0;
+    assert_true(dbi_result_double(&r, 0, 0, &d));
+    assert_true(d == 12.5);
+    assert_true(dbi_result_double(&r, 1, 0, &d));
+    assert_true(d == -0.001);
+    assert_true(dbi_result_double(&r, 2, 0, &d));
+    assert_true(d > 1e308);
+    d = 3;
+    assert_false(dbi_result_double(&r, 3, 0, &d));
+    assert_false(dbi_result_double(&r, 4, 0, &d));
+    assert_false(dbi_result_double(&r, 5, 0, &d));
+    assert_true(d == 3);
+    PQclear(res);
+}
+
 /* Entries concatenated in any number are one OutboxBulk, which is what a statement's string_agg
  * of them gives the relay; a record of more than 127 bytes needs a two-byte length. */
 static void test_bulk_entries(void **state)
@@ -491,6 +620,8 @@ int main(void)
         cmocka_unit_test(test_work_copies_params),
         cmocka_unit_test(test_work_rejects_bad_args),
         cmocka_unit_test(test_result_accessors),
+        cmocka_unit_test(test_result_binary),
+        cmocka_unit_test(test_result_double_text),
         cmocka_unit_test(test_result_error),
         cmocka_unit_test(test_bulk_entries),
         cmocka_unit_test(test_unreachable_server_fails_fast),
