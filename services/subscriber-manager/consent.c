@@ -112,17 +112,14 @@ static void subscribe_step(sm_op *op, const db_result *r)
     sm_app *app = op->app;
     switch (op->step) {
     case 0: {
-        uint8_t idx[SM_INDEX_BYTES];
-        core_buf hex = {0};
-        sm_blind_index(&app->keys, c->email, idx);
-        sm_bytea_hex(&hex, idx, sizeof idx);
-        const char *v[] = {hex.data};
+        char idx[CORE_UUID_STRLEN + 1];
+        sm_blind_index_text(&app->keys, c->email, idx);
+        const char *v[] = {idx};
         sm_q(op,
              "SELECT s.id::text AS id, s.status, k.wrapped_key, k.name_enc, s.erased_at IS NOT "
              "NULL AS erased FROM subscriber_secrets k JOIN subscribers s ON s.id = "
-             "k.subscriber_id WHERE k.email_index = $1::bytea FOR UPDATE OF s",
+             "k.subscriber_id WHERE k.email_index = $1::uuid FOR UPDATE OF s",
              1, v);
-        core_buf_free(&hex);
         const char *lv[] = {c->lists};
         sm_q(op,
              "SELECT count(*) AS n, bool_or(optin = 'double') AS dbl FROM lists "
@@ -182,7 +179,7 @@ static void subscribe_step(sm_op *op, const db_result *r)
                                c->sealed.ip.data};
             sm_q(op,
                  "WITH k AS (INSERT INTO subscriber_secrets (subscriber_id, email_index, "
-                 "email_enc, name_enc, wrapped_key, consent_ip_enc) VALUES ($1::uuid, $2::bytea, "
+                 "email_enc, name_enc, wrapped_key, consent_ip_enc) VALUES ($1::uuid, $2::uuid, "
                  "$3::bytea, $4::bytea, $5::bytea, $7::bytea) ON CONFLICT (subscriber_id) DO "
                  "UPDATE SET email_enc = EXCLUDED.email_enc, name_enc = EXCLUDED.name_enc, "
                  "wrapped_key = EXCLUDED.wrapped_key, consent_ip_enc = EXCLUDED.consent_ip_enc) "

@@ -270,7 +270,7 @@ struct job {
     int writing; /* batches being written */
     bool input_done, failed;
     char fail_reason[128];
-    /* duplicates within the file: 16-byte prefixes of the blind index, open addressing */
+    /* duplicates within the file: their blind indexes, open addressing */
     uint8_t *seen;
     size_t seen_cap, seen_n;
     /* counters */
@@ -352,31 +352,31 @@ static bool seen_add(job *j, const uint8_t idx[SM_INDEX_BYTES])
 {
     if ((j->seen_n + 1) * 2 > j->seen_cap) {
         size_t cap = j->seen_cap ? j->seen_cap * 2 : 4096;
-        uint8_t *n = core_xcalloc(cap, 16);
+        uint8_t *n = core_xcalloc(cap, SM_INDEX_BYTES);
         for (size_t i = 0; i < j->seen_cap; i++) {
-            const uint8_t *e = j->seen + i * 16;
-            static const uint8_t zero[16];
-            if (!memcmp(e, zero, 16)) continue;
+            const uint8_t *e = j->seen + i * SM_INDEX_BYTES;
+            static const uint8_t zero[SM_INDEX_BYTES];
+            if (!memcmp(e, zero, SM_INDEX_BYTES)) continue;
             uint64_t h;
             memcpy(&h, e, 8);
             size_t s = h & (cap - 1);
-            while (memcmp(n + s * 16, zero, 16) != 0)
+            while (memcmp(n + s * SM_INDEX_BYTES, zero, SM_INDEX_BYTES) != 0)
                 s = (s + 1) & (cap - 1);
-            memcpy(n + s * 16, e, 16);
+            memcpy(n + s * SM_INDEX_BYTES, e, SM_INDEX_BYTES);
         }
         free(j->seen);
         j->seen = n;
         j->seen_cap = cap;
     }
-    static const uint8_t zero[16];
+    static const uint8_t zero[SM_INDEX_BYTES];
     uint64_t h;
     memcpy(&h, idx, 8);
     size_t s = h & (j->seen_cap - 1);
-    while (memcmp(j->seen + s * 16, zero, 16) != 0) {
-        if (!memcmp(j->seen + s * 16, idx, 16)) return false;
+    while (memcmp(j->seen + s * SM_INDEX_BYTES, zero, SM_INDEX_BYTES) != 0) {
+        if (!memcmp(j->seen + s * SM_INDEX_BYTES, idx, SM_INDEX_BYTES)) return false;
         s = (s + 1) & (j->seen_cap - 1);
     }
-    memcpy(j->seen + s * 16, idx, 16);
+    memcpy(j->seen + s * SM_INDEX_BYTES, idx, SM_INDEX_BYTES);
     j->seen_n++;
     return true;
 }
@@ -536,7 +536,7 @@ static void parse_batch(uv_work_t *w)
         sm_csv_feed(&j->csv, j->body + j->pos, n, on_record, j);
         j->pos += n;
     }
-    /* In blind-index order, a batch's probes and inserts of the random 32-byte index keys walk
+    /* In blind-index order, a batch's probes and inserts of the random index keys walk
      * the b-tree in one direction instead of jumping across it for every key. */
     b->order = core_xrealloc(b->order, (size_t)(b->cap ? b->cap : 1) * sizeof *b->order);
     for (int i = 0; i < b->nrows; i++)
@@ -994,9 +994,9 @@ static void on_existing(const db_result *r, void *data)
     for (int i = 0; i < b->nrows; i++)
         b->rows[i].kind = 0;
     for (int k = 0; k < db_result_rows(r); k++) {
-        size_t len = 0;
-        const uint8_t *idx = db_result_bytea(r, k, 0, &len);
-        if (!idx || len != SM_INDEX_BYTES) continue;
+        core_uuid u;
+        if (!core_uuid_parse(db_result_get(r, k, "email_index"), &u)) continue;
+        const uint8_t *idx = u.b;
         uint64_t h;
         memcpy(&h, idx, 8);
         size_t s = h & (cap - 1);
@@ -1052,7 +1052,7 @@ static void lookup(batch *b)
 {
     job *j = b->j;
     barr arr = {0};
-    barr_reset(&arr, OID_BYTEA);
+    barr_reset(&arr, OID_UUID);
     for (int o = 0; o < b->nrows; o++)
         barr_add(&arr, b->rows[b->order[o]].idx, SM_INDEX_BYTES);
     barr_finish(&arr);
@@ -1065,7 +1065,7 @@ static void lookup(batch *b)
      * subscriber is exactly one whose key was shredded. */
     db_query_params(j->app->db,
                     "SELECT k.email_index, k.subscriber_id::text AS id, k.wrapped_key, "
-                    "k.wrapped_key IS NULL AS erased FROM unnest($1::bytea[]) AS q(idx) CROSS "
+                    "k.wrapped_key IS NULL AS erased FROM unnest($1::uuid[]) AS q(idx) CROSS "
                     "JOIN LATERAL (SELECT * FROM subscriber_secrets s WHERE s.email_index = q.idx "
                     "LIMIT 1) k",
                     1, v, len, fmt, on_existing, b);

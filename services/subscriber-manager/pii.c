@@ -178,8 +178,17 @@ void sm_blind_index(const sm_keys *k, const char *email, uint8_t out[SM_INDEX_BY
         crypto_auth_hmacsha256_update(&st, (const uint8_t *)"email:", 6);
     }
     crypto_auth_hmacsha256_update(&st, (const uint8_t *)email, strlen(email));
-    crypto_auth_hmacsha256_final(&st, out);
+    uint8_t mac[crypto_auth_hmacsha256_BYTES];
+    crypto_auth_hmacsha256_final(&st, mac);
+    memcpy(out, mac, SM_INDEX_BYTES);
     sodium_memzero(&st, sizeof st);
+}
+
+void sm_blind_index_text(const sm_keys *k, const char *email, char out[CORE_UUID_STRLEN + 1])
+{
+    core_uuid u;
+    sm_blind_index(k, email, u.b);
+    core_uuid_format(&u, out);
 }
 
 static void make_ad(char *ad, size_t cap, const char *id, const char *field)

@@ -14,7 +14,7 @@
 #include "core.h"
 
 #define SM_KEY_BYTES     32
-#define SM_INDEX_BYTES   32
+#define SM_INDEX_BYTES   16
 #define SM_EMAIL_MAX     254
 #define SM_NAME_MAX      200
 #define SM_WRAPPED_LEN   (1 + 24 + SM_KEY_BYTES + 16)
@@ -48,8 +48,13 @@ typedef struct sm_keys {
  * sm_blind_index computes the whole HMAC each time, with the same result). */
 void sm_keys_ready(sm_keys *k);
 
-/* Keyed blind index of a normalized email: HMAC-SHA-256(index key, email). */
+/* Keyed blind index of a normalized email: HMAC-SHA-256(index key, "email:" + email) truncated
+ * to 128 bits (collisions need ~2^64 addresses). Stored in a uuid column: PostgreSQL's fixed
+ * 16-byte type, compared with one memcmp where a bytea is a varlena and a function call per
+ * comparison (half the cost of the unique index in a million-row import). */
 void sm_blind_index(const sm_keys *k, const char *email, uint8_t out[SM_INDEX_BYTES]);
+/* The same as the uuid text of a SQL parameter ($n::uuid). */
+void sm_blind_index_text(const sm_keys *k, const char *email, char out[CORE_UUID_STRLEN + 1]);
 
 /* A fresh per-subscriber data key, wrapped with the master key (bound to the subscriber id). */
 void sm_key_new(const sm_keys *k, const char *subscriber_id, uint8_t dek[SM_KEY_BYTES],

@@ -180,7 +180,8 @@ extern const char sm_subscriber_cols[];
  * receives it), hex bytea texts for the parameters. */
 typedef struct sm_sealed {
     uint8_t dek[SM_KEY_BYTES];
-    core_buf index, email, name, wrapped, ip; /* "\\x..." texts; ip empty when none */
+    core_buf index;                    /* uuid text (sm_blind_index_text) */
+    core_buf email, name, wrapped, ip; /* "\\x..." texts; ip empty when none */
 } sm_sealed;
 void sm_seal_subscriber(sm_app *app, const char *id, const uint8_t *dek, const char *email,
                         const char *name, const char *ip, sm_sealed *out);

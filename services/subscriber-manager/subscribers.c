@@ -31,15 +31,16 @@ void sm_seal_subscriber(sm_app *app, const char *id, const uint8_t *dek, const c
                         const char *name, const char *ip, sm_sealed *out)
 {
     memset(out, 0, sizeof *out);
-    uint8_t wrapped[SM_WRAPPED_LEN], idx[SM_INDEX_BYTES];
+    uint8_t wrapped[SM_WRAPPED_LEN];
+    char idx[CORE_UUID_STRLEN + 1];
     if (dek) {
         memcpy(out->dek, dek, SM_KEY_BYTES);
     } else {
         sm_key_new(&app->keys, id, out->dek, wrapped);
         sm_bytea_hex(&out->wrapped, wrapped, sizeof wrapped);
     }
-    sm_blind_index(&app->keys, email, idx);
-    sm_bytea_hex(&out->index, idx, sizeof idx);
+    sm_blind_index_text(&app->keys, email, idx);
+    core_buf_puts(&out->index, idx);
     const char *fields[] = {email, name, ip};
     core_buf *bufs[] = {&out->email, &out->name, &out->ip};
     const char *names[] = {"email", "name", "ip"};
@@ -296,7 +297,7 @@ static void create_step(sm_op *op, const db_result *r)
                            so->in.attributes ? so->in.attributes : "{}"};
         sm_q(op,
              "WITH k AS (INSERT INTO subscriber_secrets (subscriber_id, email_index, email_enc, "
-             "name_enc, wrapped_key) VALUES ($1::uuid, $2::bytea, $3::bytea, $4::bytea, "
+             "name_enc, wrapped_key) VALUES ($1::uuid, $2::uuid, $3::bytea, $4::bytea, "
              "$5::bytea)) INSERT INTO subscribers (id, status, attributes, consent_source, "
              "consent_at, confirmed_at) VALUES ($1::uuid, $6, $7::jsonb, 'admin', now(), "
              "CASE WHEN $6 = 'active' THEN now() END)",
@@ -396,9 +397,9 @@ static void handle_list(http_req *req, void *data)
             sm_invalid(req, "email", why);
             return;
         }
-        uint8_t h[SM_INDEX_BYTES];
-        sm_blind_index(&app->keys, norm, h);
-        sm_bytea_hex(&idx, h, sizeof h);
+        char h[CORE_UUID_STRLEN + 1];
+        sm_blind_index_text(&app->keys, norm, h);
+        core_buf_puts(&idx, h);
     }
     if (status && !is_status(status)) {
         sm_invalid(req, "status",
@@ -426,8 +427,8 @@ static void handle_list(http_req *req, void *data)
     core_buf sql = {0};
     core_buf_printf(&sql,
                     "SELECT %s FROM " SM_SUBSCRIBER_FROM
-                    " WHERE ($1::bytea IS NULL OR k.email_index = "
-                    "$1::bytea) AND ($2::text IS NULL OR s.status = $2) AND ($3::uuid IS NULL OR "
+                    " WHERE ($1::uuid IS NULL OR k.email_index = "
+                    "$1::uuid) AND ($2::text IS NULL OR s.status = $2) AND ($3::uuid IS NULL OR "
                     "EXISTS (SELECT 1 FROM subscriptions l WHERE l.subscriber_id = s.id AND "
                     "l.list_id = $3::uuid)) AND ($4::uuid IS NULL OR s.id < $4::uuid) "
                     "ORDER BY s.id DESC LIMIT $5::int",
@@ -485,7 +486,7 @@ static void update_step(sm_op *op, const db_result *r)
                            status,
                            so->in.attributes};
         sm_q(op,
-             "WITH k AS (UPDATE subscriber_secrets SET email_index = COALESCE($2::bytea, "
+             "WITH k AS (UPDATE subscriber_secrets SET email_index = COALESCE($2::uuid, "
              "email_index), email_enc = COALESCE($3::bytea, email_enc), name_enc = "
              "COALESCE($4::bytea, name_enc) WHERE subscriber_id = $1::uuid) "
              "UPDATE subscribers SET status = COALESCE($5, status), attributes = "

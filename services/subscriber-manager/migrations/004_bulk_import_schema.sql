@@ -14,6 +14,14 @@ ALTER TABLE subscriber_secrets DROP CONSTRAINT IF EXISTS subscriber_secrets_subs
 DROP INDEX IF EXISTS subscribers_status;
 DROP INDEX IF EXISTS subscribers_created;
 
+-- The blind index: the first 128 bits of the HMAC (collisions need ~2^64 addresses), in a uuid
+-- column. uuid is PostgreSQL's fixed 16-byte type, compared by one memcmp; a 32-byte bytea is a
+-- varlena compared through a function call. The unique index took half the CPU of writing the
+-- secrets rows, and half of that goes (binary COPY of a million rows: 3.5 s over the heap's
+-- 1.9 s as bytea, 1.7 s as uuid).
+ALTER TABLE subscriber_secrets ALTER COLUMN email_index TYPE uuid
+    USING encode(substring(email_index FROM 1 FOR 16), 'hex')::uuid;
+
 -- An import's bad rows, one row each (row number, reason), instead of a jsonb array in the
 -- imports row that every batch rewrote whole: appending to it was quadratic in the error count.
 CREATE TABLE import_errors (
