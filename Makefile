@@ -45,6 +45,12 @@ else
 OPT := -O2 -g
 LDSAN :=
 CPPDEFS :=
+# subscriber-manager's CSV import allocates and frees millions of small blocks across threads
+# (its thread-pool workers; librdkafka's broker thread frees the messages the loop produced):
+# with jemalloc, as Redis links it, the service spent a tenth less CPU on a million-row import
+# than with glibc's malloc, at the same idle memory. Not under the sanitizers: they bring their
+# own allocator.
+subscriber-manager_LIBS := -ljemalloc
 endif
 
 LIB_NAMES := $(sort $(notdir $(patsubst %/,%,$(dir $(wildcard libs/*/*.h)))))
@@ -115,7 +121,7 @@ define SERVICE_template
 $(1)_OBJ := $$(patsubst %.c,$(BUILD)/obj/%.o,$$(wildcard services/$(1)/*.c))
 $(BUILD)/bin/$(1): $$($(1)_OBJ) $$(LIBS_A)
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(LDFLAGS_ALL) $$($(1)_OBJ) $$(LINK_LIBS) -o $$@
+	$$(CC) $$(LDFLAGS_ALL) $$($(1)_OBJ) $$(LINK_LIBS) $$($(1)_LIBS) -o $$@
 endef
 $(foreach s,$(SERVICE_NAMES),$(eval $(call SERVICE_template,$(s))))
 

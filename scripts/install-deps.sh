@@ -10,7 +10,7 @@ PACKAGES=(
     libcmocka-dev libssl-dev zlib1g-dev clang-format shellcheck
     # the scraper: gumbo parses HTML, expat reads feeds and sitemaps; nginx serves its test site
     # and benchmark
-    libgumbo-dev libexpat1-dev nginx-light
+    libgumbo-dev libexpat1-dev libjemalloc-dev nginx-light
     # local stack: Kafka runs on the JRE (fetched by Maven), PostgreSQL 15 from Debian
     kcat postgresql-15 postgresql-client-15 openjdk-17-jre-headless maven
     # what the scripts themselves call

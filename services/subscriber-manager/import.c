@@ -207,12 +207,13 @@ static void copy_finish(core_buf *c)
     core_buf_append(c, "\xff\xff", 2);
 }
 
+/* A good row. Its texts are in the batch's text buffer (TEXT): the row stays small, and the
+ * batch's rows are copied into blind-index order once (parse_batch) and then walked in order. */
 typedef struct irow {
     int64_t row;
-    char email[SM_EMAIL_MAX + 1];
-    char name[SM_NAME_MAX + 1];
-    const char *status; /* NULL: default / unchanged */
-    char *attrs;        /* JSON object text or NULL */
+    uint32_t email, name; /* offsets of the normalized address and name in the batch's text */
+    uint32_t attrs;       /* offset of the attributes (JSON object text); 0: none */
+    const char *status;   /* NULL: default / unchanged */
     uint8_t idx[SM_INDEX_BYTES];
     int kind; /* 0 insert, 1 update, 2 skip */
     char id[CORE_UUID_STRLEN + 1];
@@ -231,9 +232,10 @@ typedef struct batch {
     job *j;
     int state;
     int64_t seq;
-    irow *rows;
+    irow *rows, *spare; /* spare: where parse_batch puts the rows in blind-index order */
     int nrows, cap;
-    int *order;        /* rows by blind index (phase A): the order of lookups, ids and COPY rows */
+    int *order;
+    core_buf text;     /* the rows' addresses, names and attributes, each NUL-terminated */
     barr e_row, e_msg; /* bad rows: data row numbers and reasons */
     int b_fail, b_skip, b_ins, b_upd;
     int errors_kept; /* of b_fail, written to import_errors (MAX_ERRORS_KEPT per import) */
@@ -322,11 +324,13 @@ static void bufs_free(batch *b)
     free(b->bulk);
 }
 
+#define TEXT(b, off) ((b)->text.data + (off))
+
 static void rows_clear(batch *b)
 {
-    for (int i = 0; i < b->nrows; i++)
-        free(b->rows[i].attrs);
-    if (b->rows) sodium_memzero(b->rows, (size_t)b->cap * sizeof *b->rows);
+    if (b->text.data) sodium_memzero(b->text.data, b->text.len); /* personal data */
+    core_buf_reset(&b->text);
+    core_buf_append(&b->text, "", 1); /* offset 0: no text */
     b->nrows = 0;
 }
 
@@ -335,7 +339,9 @@ static void job_free(job *j)
     for (int k = 0; k < j->nb; k++) {
         batch *b = &j->b[k];
         rows_clear(b);
+        core_buf_free(&b->text);
         free(b->rows);
+        free(b->spare);
         free(b->order);
         bufs_free(b);
     }
@@ -398,16 +404,18 @@ static void phase_done(batch *b, int64_t *acc)
 
 /* ---------------------------------------------------------------- A: parse */
 
-/* The row's attributes as JSON object text in *out (NULL when it has none): the attributes
- * column, checked to be an object by parsing it and passed on as written (jsonb parses it
- * again), with every other column added as a string member. A column wins over the same key
- * in the attributes column, as jsonb keeps the last of duplicate keys. Built as text: a jansson
- * object per row, serialized again, was a tenth of the service's CPU in an import. */
-static bool row_attributes(const job *j, char **f, const size_t *lens, int n, char **out,
-                           const char **why)
+/* The row's attributes as JSON object text appended to the batch's text (*out its offset, 0 when
+ * it has none): the attributes column, checked to be an object by parsing it and passed on as
+ * written (jsonb parses it again), with every other column added as a string member. A column
+ * wins over the same key in the attributes column, as jsonb keeps the last of duplicate keys.
+ * Built as text: a jansson object per row, serialized again, was a tenth of the service's CPU
+ * in an import. On false the text is as it was. */
+static bool row_attributes(const job *j, batch *b, char **f, const size_t *lens, int n,
+                           uint32_t *out, const char **why)
 {
-    *out = NULL;
-    core_buf t = {0};
+    *out = 0;
+    core_buf *t = &b->text;
+    size_t start = t->len;
     bool members = false;
     if (j->col_attrs >= 0 && lens[j->col_attrs]) {
         const char *a = f[j->col_attrs];
@@ -423,27 +431,27 @@ static bool row_attributes(const job *j, char **f, const size_t *lens, int n, ch
             *why = "attributes must be a JSON object";
             return false;
         }
-        core_buf_append(&t, a, len - 1); /* without its closing brace */
+        core_buf_append(t, a, len - 1); /* without its closing brace */
     }
     for (int c = 0; c < n; c++) {
         if (c == j->col_email || c == j->col_name || c == j->col_status || c == j->col_attrs)
             continue;
         if (!sm_utf8_valid(f[c], lens[c]) || memchr(f[c], '\0', lens[c])) {
-            core_buf_free(&t);
+            t->len = start;
             *why = "a field is not valid UTF-8 or holds a NUL byte";
             return false;
         }
-        if (!t.len) core_buf_puts(&t, "{");
-        core_buf_puts(&t, members ? ",\"" : "\"");
-        core_buf_json_escape(&t, j->cols[c], strlen(j->cols[c]));
-        core_buf_puts(&t, "\":\"");
-        core_buf_json_escape(&t, f[c], lens[c]);
-        core_buf_puts(&t, "\"");
+        if (t->len == start) core_buf_puts(t, "{");
+        core_buf_puts(t, members ? ",\"" : "\"");
+        core_buf_json_escape(t, j->cols[c], strlen(j->cols[c]));
+        core_buf_puts(t, "\":\"");
+        core_buf_json_escape(t, f[c], lens[c]);
+        core_buf_puts(t, "\"");
         members = true;
     }
-    if (t.len) {
-        core_buf_puts(&t, "}");
-        *out = core_buf_steal(&t, NULL);
+    if (t->len > start) {
+        core_buf_append(t, "}", 2); /* and its NUL */
+        *out = (uint32_t)start;
     }
     return true;
 }
@@ -478,17 +486,18 @@ static void on_record(void *ud, int64_t recno, char **f, const size_t *lens, int
     memset(r, 0, sizeof *r);
     r->row = row;
     const char *why = NULL;
-    if (!sm_email_normalize(f[j->col_email], lens[j->col_email], r->email, &why)) {
+    char email[SM_EMAIL_MAX + 1], name[SM_NAME_MAX + 1] = "";
+    if (!sm_email_normalize(f[j->col_email], lens[j->col_email], email, &why)) {
         row_error(b, row, why);
         return;
     }
-    if (j->col_name >= 0 && !sm_name_normalize(f[j->col_name], lens[j->col_name], r->name, &why)) {
+    if (j->col_name >= 0 && !sm_name_normalize(f[j->col_name], lens[j->col_name], name, &why)) {
         row_error(b, row, why);
         return;
     }
-    if (!r->name[0]) {
-        const char *at = strchr(r->email, '@');
-        snprintf(r->name, sizeof r->name, "%.*s", (int)(at - r->email), r->email);
+    if (!name[0]) {
+        const char *at = strchr(email, '@');
+        snprintf(name, sizeof name, "%.*s", (int)(at - email), email);
     }
     if (j->col_status >= 0 && lens[j->col_status]) {
         for (int i = 0; statuses[i]; i++)
@@ -499,16 +508,23 @@ static void on_record(void *ud, int64_t recno, char **f, const size_t *lens, int
             return;
         }
     }
-    if (!row_attributes(j, f, lens, n, &r->attrs, &why)) {
+    size_t mark = b->text.len;
+    if (!row_attributes(j, b, f, lens, n, &r->attrs, &why)) {
         row_error(b, row, why);
         return;
     }
-    sm_blind_index(&j->app->keys, r->email, r->idx);
+    sm_blind_index(&j->app->keys, email, r->idx);
     if (!seen_add(j, r->idx)) {
-        free(r->attrs);
+        b->text.len = mark;
         row_error(b, row, "duplicate of an earlier row's email");
         return;
     }
+    r->email = (uint32_t)b->text.len;
+    core_buf_append(&b->text, email, strlen(email) + 1);
+    r->name = (uint32_t)b->text.len;
+    core_buf_append(&b->text, name, strlen(name) + 1);
+    sodium_memzero(email, sizeof email);
+    sodium_memzero(name, sizeof name);
     b->nrows++;
 }
 
@@ -543,6 +559,14 @@ static void parse_batch(uv_work_t *w)
         b->order[i] = i;
     sort_rows = b->rows;
     qsort(b->order, (size_t)b->nrows, sizeof *b->order, by_index);
+    /* copied into that order once: the later phases walk the rows in memory order (walking a
+     * batch through a permutation missed the cache for every row) */
+    b->spare = core_xrealloc(b->spare, (size_t)(b->cap ? b->cap : 1) * sizeof *b->spare);
+    for (int i = 0; i < b->nrows; i++)
+        b->spare[i] = b->rows[b->order[i]];
+    irow *sorted = b->spare;
+    b->spare = b->rows;
+    b->rows = sorted;
 }
 
 /* ---------------------------------------------------------------- C: seal */
@@ -550,10 +574,11 @@ static void parse_batch(uv_work_t *w)
 /* The row's created / updated event as an entry of a bulk outbox row (db_outbox_bulk_entry),
  * appended to out: the relay publishes it as one Kafka message per subscriber, with the same
  * key, ids, type and payload as a row of its own had. */
-static void event_entry(core_buf *out, const irow *r, const uint8_t dek[SM_KEY_BYTES], bool created,
-                        const char *status, const char *list)
+static void event_entry(core_buf *out, const batch *b, const irow *r,
+                        const uint8_t dek[SM_KEY_BYTES], bool created, const char *status)
 {
-    char *pii = sm_pii_json(r->email, r->name, NULL);
+    const char *list = b->j->list_id;
+    char *pii = sm_pii_json(TEXT(b, r->email), TEXT(b, r->name), NULL);
     const char *ids[] = {list};
     bus_record rec;
     uint8_t *buf;
@@ -611,7 +636,7 @@ static void add_new(batch *b, const irow *r, const uint8_t dek[SM_KEY_BYTES],
     copy_row(c, 8);
     copy_field(c, u.b, sizeof u.b);
     copy_text(c, st);
-    copy_jsonb(c, r->attrs ? r->attrs : "{}");
+    copy_jsonb(c, r->attrs ? TEXT(b, r->attrs) : "{}");
     copy_text(c, "import");
     copy_time(c, now_us);
     copy_time(c, now_us);
@@ -626,10 +651,10 @@ static void add_new(batch *b, const irow *r, const uint8_t dek[SM_KEY_BYTES],
     copy_field(c, u.b, sizeof u.b);
     copy_field(c, r->idx, sizeof r->idx);
     sealed_text sealed;
-    copy_field(c, sealed, seal_text(dek, r->id, "email", r->email, sealed));
-    copy_field(c, sealed, seal_text(dek, r->id, "name", r->name, sealed));
+    copy_field(c, sealed, seal_text(dek, r->id, "email", TEXT(b, r->email), sealed));
+    copy_field(c, sealed, seal_text(dek, r->id, "name", TEXT(b, r->name), sealed));
     copy_field(c, wrapped, SM_WRAPPED_LEN);
-    event_entry(bulk_next(b), r, dek, true, st, b->j->list_id);
+    event_entry(bulk_next(b), b, r, dek, true, st);
 }
 
 static void seal_batch(uv_work_t *w)
@@ -640,8 +665,8 @@ static void seal_batch(uv_work_t *w)
     int64_t now_us = core_now_unix_ms() * 1000;
     core_buf entry = {0};
     bufs_reset(b);
-    for (int o = 0; o < b->nrows; o++) {
-        irow *r = &b->rows[b->order[o]];
+    for (int i = 0; i < b->nrows; i++) {
+        irow *r = &b->rows[i];
         uint8_t dek[SM_KEY_BYTES];
         if (r->kind == 0) {
             uint8_t wrapped[SM_WRAPPED_LEN];
@@ -654,12 +679,12 @@ static void seal_batch(uv_work_t *w)
             }
             barr_uuid(&b->u_id, r->id);
             sealed_text sealed;
-            barr_add(&b->u_em, sealed, seal_text(dek, r->id, "email", r->email, sealed));
-            barr_add(&b->u_nm, sealed, seal_text(dek, r->id, "name", r->name, sealed));
+            barr_add(&b->u_em, sealed, seal_text(dek, r->id, "email", TEXT(b, r->email), sealed));
+            barr_add(&b->u_nm, sealed, seal_text(dek, r->id, "name", TEXT(b, r->name), sealed));
             barr_text(&b->u_st, r->status);
-            barr_text(&b->u_at, r->attrs);
+            barr_text(&b->u_at, r->attrs ? TEXT(b, r->attrs) : NULL);
             core_buf_reset(&entry);
-            event_entry(&entry, r, dek, false, r->status ? r->status : "", j->list_id);
+            event_entry(&entry, b, r, dek, false, r->status ? r->status : "");
             barr_add(&b->u_ev, entry.data, entry.len);
         } else {
             continue;
@@ -1031,8 +1056,8 @@ static void classified(batch *b)
 {
     job *j = b->j;
     b->b_ins = b->b_upd = b->b_skip = 0;
-    for (int o = 0; o < b->nrows; o++) { /* ids ascend with the COPY's rows */
-        irow *row = &b->rows[b->order[o]];
+    for (int i = 0; i < b->nrows; i++) { /* ids ascend with the COPY's rows */
+        irow *row = &b->rows[i];
         if (row->kind == 0) {
             core_uuid_v7_string(row->id);
             b->b_ins++;
@@ -1053,8 +1078,8 @@ static void lookup(batch *b)
     job *j = b->j;
     barr arr = {0};
     barr_reset(&arr, OID_UUID);
-    for (int o = 0; o < b->nrows; o++)
-        barr_add(&arr, b->rows[b->order[o]].idx, SM_INDEX_BYTES);
+    for (int i = 0; i < b->nrows; i++)
+        barr_add(&arr, b->rows[i].idx, SM_INDEX_BYTES);
     barr_finish(&arr);
     const char *v[] = {arr.out.data};
     int len[] = {(int)arr.out.len}, fmt[] = {1};
