@@ -164,6 +164,7 @@ read -r rows secs wall ins skip fail nerr < <(import_run "$work/import.csv" skip
 sm_cpu="$(( $(sm_ticks) - sm0 ))"
 pg_cpu="$(( $(pg_ticks) - pg0 ))"
 kf_cpu="$(( $(kafka_ticks) - kf0 ))"
+sm_peak_kb="$(awk '/^VmHWM/ {print $2}' "/proc/$sm_pid/status")"
 tick="$(getconf CLK_TCK)"
 read -r rows2 secs2 wall2 ins2 skip2 fail2 _ < <(import_run "$work/import.csv" skip)
 
@@ -184,7 +185,7 @@ total_subs="$(psql -At "$DB_URL" -c "SELECT count(*) FROM $tag.subscribers")"
 grep '"import finished"' "$work/sm.log" | sed 's/^/    /' | cut -c1-400
 python3 - "$rows" "$secs" "$wall" "$ins" "$skip" "$fail" "$nerr" "$rows2" "$secs2" "$wall2" "$ins2" "$skip2" \
     "$fail2" "$count_ms" "$wall_ms" "$seg_count" "$total_subs" "$bytes" "$GOAL_RPS" "$LISTMONK_RPS" "$GOAL_COUNT_MS" \
-    "$sm_cpu" "$pg_cpu" "$tick" "$(uptime | sed 's/.*load average: //')" "$kf_cpu" <<'PY'
+    "$sm_cpu" "$pg_cpu" "$tick" "$(uptime | sed 's/.*load average: //')" "$kf_cpu" "$sm_peak_kb" <<'PY'
 import sys
 a = sys.argv[1:]
 rows, secs, wall = int(a[0]), float(a[1]), float(a[2])
@@ -200,6 +201,7 @@ print(f"             {rps:,.0f} rows/s = {rps/goal:.2f}x the goal ({goal:,} rows
 sm_cpu, pg_cpu = int(a[21]) / int(a[23]), int(a[22]) / int(a[23])
 kf_cpu = int(a[25]) / int(a[23])
 print(f"             CPU: service {sm_cpu:.1f} s, PostgreSQL {pg_cpu:.1f} s, Kafka broker {kf_cpu:.1f} s = {(sm_cpu + pg_cpu + kf_cpu) / rows * 1e6:.1f} us per row (load average at the end: {a[24]})")
+print(f"             the service's peak RSS: {int(a[26]) / 1024:.0f} MiB")
 print(f"re-run       inserted {ins2:,}, skipped {skip2:,}, failed {fail2:,} in {wall2:.1f} s: {rows2/wall2:,.0f} rows/s (idempotent: {'yes' if ins2 == 0 and skip2 == ins + skip else 'NO'})")
 print(f"segment      count = {seg_count:,} of {total:,} subscribers: {count_ms:.1f} ms server, {wall_ms:.1f} ms client (median of 7) = {count_ms/goal_ms:.2f}x the 200 ms budget")
 PY

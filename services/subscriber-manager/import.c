@@ -1171,6 +1171,19 @@ static void fin_free(void *p)
     free(f);
 }
 
+static void on_analyzed(const db_result *r, void *data)
+{
+    (void)data;
+    if (!db_result_ok(r))
+        core_log_warn("ANALYZE after an import failed", CORE_F_STR("error", db_result_error(r)));
+}
+
+/* Rows written by an import from which the planner's statistics are refreshed as it ends (as
+ * PostgreSQL advises after a bulk load): a segment count right after a million-row import was
+ * planned with the statistics of the table before it (a default guess for attribute
+ * containment: no parallel scan, 170-235 ms instead of ~110 ms) until autovacuum came by. */
+#define ANALYZE_AFTER_ROWS 10000
+
 static void finish(job *j, const char *status, const char *error)
 {
     double secs = (double)(core_mono_ns() - j->start_ns) / 1e9;
@@ -1187,6 +1200,8 @@ static void finish(job *j, const char *status, const char *error)
     f->j = j;
     snprintf(f->status, sizeof f->status, "%s", status);
     snprintf(f->error, sizeof f->error, "%s", error ? error : "");
+    if (j->inserted + j->updated >= ANALYZE_AFTER_ROWS)
+        db_query(j->app->db, "ANALYZE subscribers, subscriber_secrets", 0, NULL, on_analyzed, NULL);
     sm_op_start(j->app, NULL, fin_step, f, fin_free);
 }
 
