@@ -44,10 +44,11 @@
 #define BULK_MAX   "5000"
 #define BULK_MAX_N 5000
 
-/* The statements' last CTE: the events of the rows the CTE `written` returned (ids from the
- * unnested batch `t`, whose column pl holds each row's encoded bulk entry) as bulk outbox rows
- * of up to BULK_MAX, in file order. $topic is the events topic, $tp the traceparent:
- * bulk_params puts them right after the arrays. */
+/* The update statement's last CTE: the events of the rows the CTE `written` returned (ids from
+ * the unnested batch `t`, whose column pl holds each row's encoded bulk entry) as bulk outbox
+ * rows of up to BULK_MAX, in the batch's order. $topic is the events topic, $tp the
+ * traceparent: bulk_params puts them right after the arrays. (New rows' events are bulk rows
+ * built on the thread pool: every row of a COPY is written.) */
 #define BULK_EVENTS_OF(written, tp, topic)                                                         \
     "ev AS (INSERT INTO outbox (topic, ce_id, ce_type, ce_time, content_type, traceparent, "       \
     "payload) SELECT $" topic ", gen_random_uuid()::text, '" DB_OUTBOX_BULK_TYPE "', now(), "      \
@@ -234,7 +235,7 @@ typedef struct batch {
     int64_t seq;
     irow *rows, *spare; /* spare: where parse_batch puts the rows in blind-index order */
     int nrows, cap;
-    int *order;
+    int *order;        /* parse_batch's sort */
     core_buf text;     /* the rows' addresses, names and attributes, each NUL-terminated */
     barr e_row, e_msg; /* bad rows: data row numbers and reasons */
     int b_fail, b_skip, b_ins, b_upd;
