@@ -214,12 +214,6 @@ void dbi_conn_send(dbi_conn *c, dbi_work *w)
     conn_flush(c);
 }
 
-static bool result_is_error(const PGresult *r)
-{
-    ExecStatusType st = PQresultStatus(r);
-    return st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE || st == PGRES_NONFATAL_ERROR;
-}
-
 /* FATAL and PANIC end the session: the server closes the connection after sending it. */
 static bool result_is_fatal(const PGresult *r)
 {
@@ -318,7 +312,7 @@ static void conn_collect(dbi_conn *c, PGresult **acc, dbi_work **done)
         }
         if (!*acc) {
             *acc = r;
-        } else if (result_is_error(*acc)) {
+        } else if (dbi_result_is_error(*acc)) {
             PQclear(r);
         } else {
             PQclear(*acc);
@@ -329,7 +323,7 @@ static void conn_collect(dbi_conn *c, PGresult **acc, dbi_work **done)
 
 static void conn_setup_done(dbi_conn *c, dbi_work *w, PGresult *res)
 {
-    bool ok = res && !result_is_error(res);
+    bool ok = res && !dbi_result_is_error(res);
     char line[DBI_ERRLEN] = "";
     if (!ok && res) dbi_one_line(PQresultErrorMessage(res), line, sizeof line);
     PQclear(res);
@@ -388,7 +382,7 @@ static void conn_poll_cb(uv_poll_t *h, int status, int events)
     if (c->state != DBI_C_SETUP && c->state != DBI_C_READY) return; /* already down */
     PGresult *res = done ? conn_take_result(c) : NULL;
     bool bad = !ok || PQstatus(c->pg) == CONNECTION_BAD;
-    if (done && res && result_is_error(res) && (bad || result_is_fatal(res))) {
+    if (done && res && dbi_result_is_error(res) && (bad || result_is_fatal(res))) {
         /* The statement failed because the session ended (pg_terminate_backend, a server
          * shutdown): report it as a lost connection, and drop the session. */
         c->cur = done;
@@ -467,7 +461,7 @@ static void conn_down(dbi_conn *c, const char *msg)
     char line[DBI_ERRLEN];
     /* A server that ends the session says why first (e.g. "terminating connection due to
      * administrator command"): prefer that over libpq's "server closed the connection". */
-    if (c->res_acc && result_is_error(c->res_acc)) {
+    if (c->res_acc && dbi_result_is_error(c->res_acc)) {
         const char *primary = PQresultErrorField(c->res_acc, PG_DIAG_MESSAGE_PRIMARY);
         dbi_one_line(primary ? primary : PQresultErrorMessage(c->res_acc), line, sizeof line);
     } else {

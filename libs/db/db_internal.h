@@ -84,6 +84,8 @@ void dbi_arena_free(dbi_arena *a);
 /* A float8 or float4 column (text, or binary big-endian IEEE 754) as a double; false when
  * NULL, absent or not a number. */
 bool dbi_result_double(const db_result *r, int row, int col, double *out);
+/* Whether a statement's result is an error (no result at all counts as one). */
+bool dbi_result_is_error(const PGresult *res);
 
 /* ---------------------------------------------------------------- connections */
 

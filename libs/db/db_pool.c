@@ -538,8 +538,7 @@ static void txn_begin_done(dbi_work *w, PGresult *res)
 static void txn_query_done(dbi_work *w, PGresult *res)
 {
     db_txn *t = w->txn;
-    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
-    if (st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE || st == PGRES_NONFATAL_ERROR) {
+    if (dbi_result_is_error(res)) {
         const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
         const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
         char line[DBI_ERRLEN];
@@ -555,9 +554,7 @@ static void txn_query_done(dbi_work *w, PGresult *res)
  * the data was not loaded) is an error, so that committing cannot lose the data silently. */
 static void txn_copy_done(dbi_work *w, PGresult *res)
 {
-    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
-    bool error = st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE || st == PGRES_NONFATAL_ERROR;
-    if (!error && !w->copy_started && !w->err) {
+    if (!dbi_result_is_error(res) && !w->copy_started && !w->err) {
         w->err = core_xstrdup("db_txn_copy_in: the statement is not a COPY ... FROM STDIN (the "
                               "data was not sent)");
         dbi_strlcpy(w->sqlstate, DBI_SQLSTATE_INVALID, sizeof w->sqlstate);

@@ -26,15 +26,20 @@ void dbi_result_init(db_result *r, PGresult *res, const char *err, const char *s
     }
     r->res = res;
     if (!res) return;
-    ExecStatusType st = PQresultStatus(res);
-    if (st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE || st == PGRES_NONFATAL_ERROR) {
+    if (dbi_result_is_error(res)) {
         const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
         dbi_one_line(primary ? primary : PQresultErrorMessage(res), buf, buflen);
-        if (!buf[0]) snprintf(buf, buflen, "%s", PQresStatus(st));
+        if (!buf[0]) snprintf(buf, buflen, "%s", PQresStatus(PQresultStatus(res)));
         r->error = buf;
         const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
         dbi_strlcpy(r->sqlstate, state ? state : "", sizeof r->sqlstate);
     }
+}
+
+bool dbi_result_is_error(const PGresult *res)
+{
+    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    return st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE || st == PGRES_NONFATAL_ERROR;
 }
 
 void dbi_arena_free(dbi_arena *a)

@@ -90,6 +90,34 @@ static void put32(core_buf *b, uint32_t v)
     core_buf_append(b, be, 4);
 }
 
+/* One value as an array element or a binary COPY field (the same encoding): its 32-bit length
+ * (-1 for NULL), then its bytes in the type's binary form. */
+static void put_value(core_buf *b, const void *data, size_t len)
+{
+    if (!data) {
+        put32(b, 0xFFFFFFFFu);
+        return;
+    }
+    put32(b, (uint32_t)len);
+    core_buf_append(b, data, len);
+}
+
+/* jsonb's binary form: a version byte, then the JSON text */
+static void put_jsonb(core_buf *b, const void *json, size_t len)
+{
+    put32(b, (uint32_t)(len + 1));
+    core_buf_append(b, "\x01", 1);
+    core_buf_append(b, json, len);
+}
+
+/* int8's (and timestamptz's) binary form: 8 bytes, big-endian */
+static void put_int8(core_buf *b, int64_t v)
+{
+    put32(b, 8);
+    put32(b, (uint32_t)((uint64_t)v >> 32));
+    put32(b, (uint32_t)v);
+}
+
 static void barr_reset(barr *a, uint32_t oid)
 {
     core_buf_reset(&a->b);
@@ -108,15 +136,11 @@ static void barr_free(barr *a)
 static void barr_add(barr *a, const void *data, size_t len)
 {
     a->n++;
-    if (!data) {
-        a->has_null = true;
-        put32(&a->b, 0xFFFFFFFFu);
-        return;
-    }
-    bool jsonb = a->oid == OID_JSONB;
-    put32(&a->b, (uint32_t)(len + (jsonb ? 1 : 0)));
-    if (jsonb) core_buf_append(&a->b, "\x01", 1); /* jsonb binary format version */
-    core_buf_append(&a->b, data, len);
+    if (!data) a->has_null = true;
+    if (data && a->oid == OID_JSONB)
+        put_jsonb(&a->b, data, len);
+    else
+        put_value(&a->b, data, len);
 }
 
 static void barr_text(barr *a, const char *s)
@@ -133,9 +157,7 @@ static void barr_uuid(barr *a, const char *s)
 
 static void barr_int8(barr *a, int64_t v)
 {
-    put32(&a->b, 8);
-    put32(&a->b, (uint32_t)((uint64_t)v >> 32));
-    put32(&a->b, (uint32_t)v);
+    put_int8(&a->b, v);
     a->n++;
 }
 
@@ -155,8 +177,7 @@ static void barr_finish(barr *a)
 /* ---------------------------------------------------------------- binary COPY data */
 
 /* PostgreSQL's binary COPY format: a signature and two zero words, then per row a 16-bit field
- * count and per field a 32-bit length (-1 for NULL) and the bytes in the type's binary form
- * (as for array elements above), then -1 as the field count of the end. */
+ * count and its fields (put_value and the like), then -1 as the field count of the end. */
 static void copy_start(core_buf *c)
 {
     core_buf_reset(c);
@@ -171,36 +192,15 @@ static void copy_row(core_buf *c, uint16_t nfields)
     core_buf_append(c, be, 2);
 }
 
-static void copy_field(core_buf *c, const void *data, size_t len)
-{
-    if (!data) {
-        put32(c, 0xFFFFFFFFu);
-        return;
-    }
-    put32(c, (uint32_t)len);
-    core_buf_append(c, data, len);
-}
-
 static void copy_text(core_buf *c, const char *s)
 {
-    copy_field(c, s, s ? strlen(s) : 0);
-}
-
-static void copy_jsonb(core_buf *c, const char *json)
-{
-    size_t n = strlen(json);
-    put32(c, (uint32_t)(n + 1));
-    core_buf_append(c, "\x01", 1); /* jsonb binary format version */
-    core_buf_append(c, json, n);
+    put_value(c, s, strlen(s));
 }
 
 /* timestamptz: microseconds since 2000-01-01 UTC */
 static void copy_time(core_buf *c, int64_t unix_us)
 {
-    uint64_t v = (uint64_t)(unix_us - INT64_C(946684800000000));
-    put32(c, 8);
-    put32(c, (uint32_t)(v >> 32));
-    put32(c, (uint32_t)v);
+    put_int8(c, unix_us - INT64_C(946684800000000));
 }
 
 static void copy_finish(core_buf *c)
@@ -635,9 +635,10 @@ static void add_new(batch *b, const irow *r, const uint8_t dek[SM_KEY_BYTES],
      * confirmed_at) */
     core_buf *c = &b->copy_subs;
     copy_row(c, 8);
-    copy_field(c, u.b, sizeof u.b);
+    put_value(c, u.b, sizeof u.b);
     copy_text(c, st);
-    copy_jsonb(c, r->attrs ? TEXT(b, r->attrs) : "{}");
+    const char *attrs = r->attrs ? TEXT(b, r->attrs) : "{}";
+    put_jsonb(c, attrs, strlen(attrs));
     copy_text(c, "import");
     copy_time(c, now_us);
     copy_time(c, now_us);
@@ -645,16 +646,16 @@ static void add_new(batch *b, const irow *r, const uint8_t dek[SM_KEY_BYTES],
     if (!strcmp(st, "active"))
         copy_time(c, now_us);
     else
-        copy_field(c, NULL, 0);
+        put_value(c, NULL, 0);
     /* subscriber_secrets (subscriber_id, email_index, email_enc, name_enc, wrapped_key) */
     c = &b->copy_secrets;
     copy_row(c, 5);
-    copy_field(c, u.b, sizeof u.b);
-    copy_field(c, r->idx, sizeof r->idx);
+    put_value(c, u.b, sizeof u.b);
+    put_value(c, r->idx, sizeof r->idx);
     sealed_text sealed;
-    copy_field(c, sealed, seal_text(dek, r->id, "email", TEXT(b, r->email), sealed));
-    copy_field(c, sealed, seal_text(dek, r->id, "name", TEXT(b, r->name), sealed));
-    copy_field(c, wrapped, SM_WRAPPED_LEN);
+    put_value(c, sealed, seal_text(dek, r->id, "email", TEXT(b, r->email), sealed));
+    put_value(c, sealed, seal_text(dek, r->id, "name", TEXT(b, r->name), sealed));
+    put_value(c, wrapped, SM_WRAPPED_LEN);
     event_entry(bulk_next(b), b, r, dek, true, st);
 }
 

@@ -161,22 +161,26 @@ bool sm_name_normalize(const char *in, size_t len, char out[SM_NAME_MAX + 1], co
     return true;
 }
 
+/* The blind index's HMAC keyed and fed its "email:" prefix: what every address shares. */
+static void index_state_init(crypto_auth_hmacsha256_state *st, const uint8_t key[SM_KEY_BYTES])
+{
+    crypto_auth_hmacsha256_init(st, key, SM_KEY_BYTES);
+    crypto_auth_hmacsha256_update(st, (const uint8_t *)"email:", 6);
+}
+
 void sm_keys_ready(sm_keys *k)
 {
-    crypto_auth_hmacsha256_init(&k->index_state, k->index, sizeof k->index);
-    crypto_auth_hmacsha256_update(&k->index_state, (const uint8_t *)"email:", 6);
+    index_state_init(&k->index_state, k->index);
     k->index_ready = true;
 }
 
 void sm_blind_index(const sm_keys *k, const char *email, uint8_t out[SM_INDEX_BYTES])
 {
     crypto_auth_hmacsha256_state st;
-    if (k->index_ready) {
+    if (k->index_ready)
         st = k->index_state;
-    } else {
-        crypto_auth_hmacsha256_init(&st, k->index, sizeof k->index);
-        crypto_auth_hmacsha256_update(&st, (const uint8_t *)"email:", 6);
-    }
+    else
+        index_state_init(&st, k->index);
     crypto_auth_hmacsha256_update(&st, (const uint8_t *)email, strlen(email));
     uint8_t mac[crypto_auth_hmacsha256_BYTES];
     crypto_auth_hmacsha256_final(&st, mac);

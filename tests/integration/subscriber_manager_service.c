@@ -1375,11 +1375,10 @@ static void test_import_race_rewrites_batch(void **state)
     int ml = snprintf(msg, sizeof msg, "email:%s", race);
     uint8_t mac[32]; /* the blind index: its first 16 bytes, as a uuid */
     crypto_auth_hmacsha256(mac, (const uint8_t *)msg, (unsigned long long)ml, k_index);
-    char idx[40];
-    snprintf(idx, sizeof idx,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", mac[0], mac[1],
-             mac[2], mac[3], mac[4], mac[5], mac[6], mac[7], mac[8], mac[9], mac[10], mac[11],
-             mac[12], mac[13], mac[14], mac[15]);
+    core_uuid u;
+    memcpy(u.b, mac, sizeof u.b);
+    char idx[CORE_UUID_STRLEN + 1];
+    core_uuid_format(&u, idx);
 
     PGconn *other = PQconnectdb(ts_env("PLATFORM_TEST_DATABASE_URL"));
     assert_int_equal(PQstatus(other), CONNECTION_OK);
