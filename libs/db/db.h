@@ -137,6 +137,14 @@ void db_txn_query_params(db_txn *t, const char *sql, int nparams, const char *co
  * statement that does not read COPY data (not FROM STDIN) is an error (22023), the data unsent. */
 void db_txn_copy_in(db_txn *t, const char *sql, const void *data, size_t len, db_txn_cb cb,
                     void *cbdata);
+/* While on, t's statements (db_txn_query_params, db_txn_copy_in, db_outbox_add ...) send the
+ * caller's binary parameter values (format 1; db_outbox_add: key and value) and COPY data from
+ * where they are instead of copying them first: the caller keeps them unchanged until the
+ * statement's cb has run (it runs for every statement, failed or not). For transactions that
+ * carry megabytes per statement (a bulk import's COPY data and bulk outbox rows), where the copy
+ * and the page faults of its fresh memory cost more than the rest of the library's work. SQL
+ * text and text parameters are still copied. */
+void db_txn_borrow(db_txn *t, bool on);
 /* End the transaction; the connection returns to the pool before cb runs and txn is freed:
  * do not use it afterwards. cb may be NULL. db_commit's result is an error when the commit
  * did not happen (an earlier error, a serialization failure, a lost connection). */
@@ -191,6 +199,11 @@ void db_outbox_add_many(db_txn *t, const struct bus_record *recs, size_t n, db_t
  * 100,000 messages. */
 #define DB_OUTBOX_BULK_TYPE "contentengine.platform.outbox.bulk.v1"
 void db_outbox_bulk_entry(core_buf *out, const struct bus_record *r);
+/* Appends the ce_type of the payload's entries whose record had none (NULL or empty ce_type).
+ * Once per payload, anywhere in it; without it such a record is an error when relayed. An
+ * entry whose ce_subject equals its key stores neither twice (db_outbox_bulk_entry does that
+ * by itself): the two make a bulk entry a fifth smaller. */
+void db_outbox_bulk_default_type(core_buf *out, const char *ce_type);
 
 /* ------------------------------------------------------------------ outbox relay */
 

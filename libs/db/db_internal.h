@@ -40,7 +40,7 @@ struct dbi_work {
     db_txn *txn;
     char *sql;
     int nparams;
-    const char **values; /* all parameter memory is part of this allocation */
+    const char **values; /* parameter memory is part of this allocation (or borrowed) */
     int *lengths;
     int *formats;
     db_query_cb qcb;
@@ -48,8 +48,9 @@ struct dbi_work {
     void *data;
     int64_t queued_ns, sent_ns, deadline_ns;
     char trace[CORE_TRACE_ID_LEN + 1];
-    bool commit_failed; /* a COMMIT of an aborted transaction that runs ROLLBACK */
-    char *copy_data;    /* DBI_W_TXN_COPY: the COPY data (malloc'ed, freed with w) */
+    bool commit_failed;    /* a COMMIT of an aborted transaction that runs ROLLBACK */
+    const char *copy_data; /* DBI_W_TXN_COPY: the COPY data */
+    bool copy_owned;       /* copy_data is malloc'ed and freed with w (not borrowed) */
     size_t copy_len;
     bool copy_started;  /* the server answered COPY IN: copy_data is (being) sent */
     bool binary_result; /* results in binary format (dbi_query_binary) */

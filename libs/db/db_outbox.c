@@ -208,6 +208,25 @@ void db_inbox_claim(db_txn *t, const char *consumer, const char *event_id, db_cl
     db_txn_query(t, inbox_claim_sql, 2, vals, claim_done, ctx);
 }
 
+/* A length-delimited field's tag (wire type 2) and length (a varint). */
+static void bulk_field_head(core_buf *out, unsigned field, size_t len)
+{
+    uint8_t head[11] = {(uint8_t)(field << 3 | 2)};
+    size_t h = 1;
+    for (size_t v = len;; v >>= 7) {
+        head[h++] = (uint8_t)((v & 0x7F) | (v >= 0x80 ? 0x80 : 0));
+        if (v < 0x80) break;
+    }
+    core_buf_append(out, head, h);
+}
+
+void db_outbox_bulk_default_type(core_buf *out, const char *ce_type)
+{
+    size_t n = ce_type ? strlen(ce_type) : 0;
+    bulk_field_head(out, 2, n);
+    core_buf_append(out, ce_type ? ce_type : "", n);
+}
+
 void db_outbox_bulk_entry(core_buf *out, const struct bus_record *r)
 {
     Contentengine__V1__OutboxRecord rec = CONTENTENGINE__V1__OUTBOX_RECORD__INIT;
@@ -216,17 +235,15 @@ void db_outbox_bulk_entry(core_buf *out, const struct bus_record *r)
     rec.ce_id = (char *)(r->ce_id ? r->ce_id : "");
     rec.ce_type = (char *)(r->ce_type ? r->ce_type : "");
     rec.ce_subject = (char *)(r->ce_subject ? r->ce_subject : "");
+    if (r->key && r->key_len && strlen(rec.ce_subject) == r->key_len &&
+        !memcmp(rec.ce_subject, r->key, r->key_len)) {
+        rec.ce_subject = "";
+        rec.subject_is_key = true;
+    }
     rec.payload.data = (uint8_t *)r->value;
     rec.payload.len = r->value ? r->value_len : 0;
     size_t len = contentengine__v1__outbox_record__get_packed_size(&rec);
-    /* field 1, wire type 2 (length-delimited), then the length as a varint */
-    uint8_t head[11] = {0x0A};
-    size_t h = 1;
-    for (size_t v = len;; v >>= 7) {
-        head[h++] = (uint8_t)((v & 0x7F) | (v >= 0x80 ? 0x80 : 0));
-        if (v < 0x80) break;
-    }
-    core_buf_append(out, head, h);
+    bulk_field_head(out, 1, len);
     uint8_t small[1024];
     uint8_t *buf = len <= sizeof small ? small : malloc(len);
     if (!buf) abort();

@@ -21,6 +21,7 @@ struct db_txn {
     dbi_work *q_head, *q_tail;
     bool failed; /* a statement failed: the transaction can only roll back */
     bool ended;  /* db_commit or db_rollback was called */
+    bool borrow; /* db_txn_borrow: new statements point at the caller's binary data */
     int status;  /* PQtransactionStatus after the latest statement */
     char error[DBI_ERRLEN];
     char sqlstate[6];
@@ -186,9 +187,21 @@ size_t db_pool_waiting(const db_pool *p)
 
 /* ---------------------------------------------------------------- work items */
 
+static dbi_work *work_new(db_pool *p, dbi_work_kind kind, const char *sql, int nparams,
+                          const char *const *values, const int *lengths, const int *formats,
+                          bool borrow, char *err, size_t errlen);
+
 dbi_work *dbi_work_new(db_pool *p, dbi_work_kind kind, const char *sql, int nparams,
                        const char *const *values, const int *lengths, const int *formats, char *err,
                        size_t errlen)
+{
+    return work_new(p, kind, sql, nparams, values, lengths, formats, false, err, errlen);
+}
+
+/* borrow: binary values stay where the caller has them (db_txn_borrow) */
+static dbi_work *work_new(db_pool *p, dbi_work_kind kind, const char *sql, int nparams,
+                          const char *const *values, const int *lengths, const int *formats,
+                          bool borrow, char *err, size_t errlen)
 {
     err[0] = '\0';
     if (!sql) {
@@ -219,6 +232,7 @@ dbi_work *dbi_work_new(db_pool *p, dbi_work_kind kind, const char *sql, int npar
     for (int i = 0; i < nparams; i++) {
         if (!values[i]) continue;
         bool bin = formats && formats[i] == 1;
+        if (bin && borrow) continue;
         total += (bin ? (size_t)lengths[i] : strlen(values[i])) + 1;
     }
     dbi_work *w = calloc(1, total);
@@ -246,6 +260,11 @@ dbi_work *dbi_work_new(db_pool *p, dbi_work_kind kind, const char *sql, int npar
             continue;
         }
         size_t len = bin ? (size_t)lengths[i] : strlen(values[i]);
+        if (bin && borrow) {
+            w->values[i] = values[i];
+            w->lengths[i] = (int)len;
+            continue;
+        }
         memcpy(cur, values[i], len);
         cur[len] = '\0';
         w->values[i] = cur;
@@ -263,7 +282,7 @@ dbi_work *dbi_work_new(db_pool *p, dbi_work_kind kind, const char *sql, int npar
 void dbi_work_free(dbi_work *w)
 {
     if (!w) return;
-    free(w->copy_data);
+    if (w->copy_owned) free((void *)w->copy_data);
     free(w->err);
     free(w);
 }
@@ -897,7 +916,7 @@ static void txn_query(db_txn *t, dbi_work_kind kind, const char *sql, int nparam
     }
     char err[DBI_ERRLEN];
     dbi_work *w =
-        dbi_work_new(t->pool, kind, sql, nparams, values, lengths, formats, err, sizeof err);
+        work_new(t->pool, kind, sql, nparams, values, lengths, formats, t->borrow, err, sizeof err);
     w->tcb = cb;
     w->data = data;
     txn_add(t, w, "db_txn_query");
@@ -946,12 +965,23 @@ void db_txn_copy_in(db_txn *t, const char *sql, const void *data, size_t len, db
         dbi_strlcpy(w->sqlstate, DBI_SQLSTATE_INVALID, sizeof w->sqlstate);
     }
     if (!w->err && len > 0) {
-        w->copy_data = malloc(len);
-        if (!w->copy_data) abort();
-        memcpy(w->copy_data, data, len);
+        if (t->borrow) {
+            w->copy_data = data;
+        } else {
+            char *copy = malloc(len);
+            if (!copy) abort();
+            memcpy(copy, data, len);
+            w->copy_data = copy;
+            w->copy_owned = true;
+        }
         w->copy_len = len;
     }
     txn_add(t, w, "db_txn_copy_in");
+}
+
+void db_txn_borrow(db_txn *t, bool on)
+{
+    if (t) t->borrow = on;
 }
 
 int dbi_txn_status(const db_txn *t)

@@ -463,8 +463,14 @@ static bool relay_produce_bulk(db_relay *r, const bus_record *base, const uint8_
         rec.value = e->payload.len ? (const void *)e->payload.data : (const void *)"";
         rec.value_len = e->payload.len;
         rec.ce_id = e->ce_id;
-        rec.ce_type = e->ce_type;
+        rec.ce_type = e->ce_type[0] ? e->ce_type : bulk->default_ce_type;
         rec.ce_subject = e->ce_subject[0] ? e->ce_subject : NULL;
+        if (e->subject_is_key && e->key.len) {
+            char *subject = relay_arena_alloc(&arena, e->key.len + 1);
+            memcpy(subject, e->key.data, e->key.len);
+            subject[e->key.len] = '\0';
+            rec.ce_subject = subject;
+        }
         ok = bus_txn_produce(r->txp, &rec, err, errlen) == 0;
     }
     relay_arena_release(&arena);

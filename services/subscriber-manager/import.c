@@ -575,8 +575,8 @@ static void parse_batch(uv_work_t *w)
 /* The row's created / updated event as an entry of a bulk outbox row (db_outbox_bulk_entry),
  * appended to out: the relay publishes it as one Kafka message per subscriber, with the same
  * key, ids, type and payload as a row of its own had. */
-static void event_entry(core_buf *out, const batch *b, const irow *r,
-                        const uint8_t dek[SM_KEY_BYTES], bool created, const char *status)
+static void event_entry(core_buf *out, const batch *b, const irow *r, sm_sealer *sealer,
+                        bool created, const char *status)
 {
     const char *list = b->j->list_id;
     char *pii = sm_pii_json(TEXT(b, r->email), TEXT(b, r->name), NULL);
@@ -588,16 +588,18 @@ static void event_entry(core_buf *out, const batch *b, const irow *r,
                                 .status = status,
                                 .list_ids = list[0] ? ids : NULL,
                                 .nlists = list[0] ? 1 : 0,
-                                .dek = dek,
+                                .sealer = sealer,
                                 .pii_json = pii},
                     &rec, &buf);
     rec.ce_id = r->ce_id;
+    if (created) rec.ce_type = NULL; /* the bulk's default (bulk_next) */
     db_outbox_bulk_entry(out, &rec);
     free(buf);
     free(pii);
 }
 
-/* The bulk payload the next created event goes to: a new one every BULK_MAX_N events. */
+/* The bulk payload the next created event goes to: a new one every BULK_MAX_N events. Its
+ * entries leave the type to the payload's default. */
 static core_buf *bulk_next(batch *b)
 {
     if (b->nbulk == 0 || b->bulk_fill == BULK_MAX_N) {
@@ -607,6 +609,7 @@ static core_buf *bulk_next(batch *b)
             b->bulk_cap += 4;
         }
         core_buf_reset(&b->bulk[b->nbulk++]);
+        db_outbox_bulk_default_type(&b->bulk[b->nbulk - 1], "contentengine.subscriber.created.v1");
         b->bulk_fill = 0;
     }
     b->bulk_fill++;
@@ -615,17 +618,17 @@ static core_buf *bulk_next(batch *b)
 
 /* Seals text for the subscriber's field into out; returns the sealed length. */
 typedef uint8_t sealed_text[SM_NAME_MAX + SM_EMAIL_MAX + SM_SEAL_OVERHEAD];
-static size_t seal_text(const uint8_t dek[SM_KEY_BYTES], const char *id, const char *field,
-                        const char *text, sealed_text out)
+static size_t seal_text(sm_sealer *sealer, const char *id, const char *field, const char *text,
+                        sealed_text out)
 {
     size_t n = strlen(text);
-    sm_seal(dek, id, field, text, n, out);
+    sm_sealer_seal(sealer, id, field, text, n, out);
     return n + SM_SEAL_OVERHEAD;
 }
 
 /* A new subscriber: its rows in subscribers and subscriber_secrets (COPY data, in the column
  * order of the COPY statements in write_step) and its created event. */
-static void add_new(batch *b, const irow *r, const uint8_t dek[SM_KEY_BYTES],
+static void add_new(batch *b, const irow *r, sm_sealer *sealer,
                     const uint8_t wrapped[SM_WRAPPED_LEN], int64_t now_us)
 {
     const char *st = r->status ? r->status : "active";
@@ -653,10 +656,10 @@ static void add_new(batch *b, const irow *r, const uint8_t dek[SM_KEY_BYTES],
     put_value(c, u.b, sizeof u.b);
     put_value(c, r->idx, sizeof r->idx);
     sealed_text sealed;
-    put_value(c, sealed, seal_text(dek, r->id, "email", TEXT(b, r->email), sealed));
-    put_value(c, sealed, seal_text(dek, r->id, "name", TEXT(b, r->name), sealed));
+    put_value(c, sealed, seal_text(sealer, r->id, "email", TEXT(b, r->email), sealed));
+    put_value(c, sealed, seal_text(sealer, r->id, "name", TEXT(b, r->name), sealed));
     put_value(c, wrapped, SM_WRAPPED_LEN);
-    event_entry(bulk_next(b), b, r, dek, true, st);
+    event_entry(bulk_next(b), b, r, sealer, true, st);
 }
 
 static void seal_batch(uv_work_t *w)
@@ -669,30 +672,41 @@ static void seal_batch(uv_work_t *w)
     bufs_reset(b);
     for (int i = 0; i < b->nrows; i++) {
         irow *r = &b->rows[i];
+        /* the texts are in parse order, the rows in blind-index order: fetch ahead */
+        if (i + 8 < b->nrows) {
+            __builtin_prefetch(b->text.data + b->rows[i + 8].email);
+            __builtin_prefetch(b->text.data + b->rows[i + 8].attrs);
+        }
+        /* the e-mail, the name and the event's PII: three seals, one key setup */
         uint8_t dek[SM_KEY_BYTES];
+        sm_sealer sealer;
         if (r->kind == 0) {
             uint8_t wrapped[SM_WRAPPED_LEN];
             sm_key_new(k, r->id, dek, wrapped);
-            add_new(b, r, dek, wrapped, now_us);
+            sm_sealer_init(&sealer, dek);
+            add_new(b, r, &sealer, wrapped, now_us);
         } else if (r->kind == 1) {
             if (!sm_key_unwrap(k, r->id, r->wrapped, sizeof r->wrapped, dek)) {
                 r->kind = 3; /* unreadable key: reported on the loop */
                 continue;
             }
+            sm_sealer_init(&sealer, dek);
             barr_uuid(&b->u_id, r->id);
             sealed_text sealed;
-            barr_add(&b->u_em, sealed, seal_text(dek, r->id, "email", TEXT(b, r->email), sealed));
-            barr_add(&b->u_nm, sealed, seal_text(dek, r->id, "name", TEXT(b, r->name), sealed));
+            barr_add(&b->u_em, sealed,
+                     seal_text(&sealer, r->id, "email", TEXT(b, r->email), sealed));
+            barr_add(&b->u_nm, sealed, seal_text(&sealer, r->id, "name", TEXT(b, r->name), sealed));
             barr_text(&b->u_st, r->status);
             barr_text(&b->u_at, r->attrs ? TEXT(b, r->attrs) : NULL);
             core_buf_reset(&entry);
-            event_entry(&entry, b, r, dek, false, r->status ? r->status : "");
+            event_entry(&entry, b, r, &sealer, false, r->status ? r->status : "");
             barr_add(&b->u_ev, entry.data, entry.len);
         } else {
             continue;
         }
         if (j->list_id[0]) barr_uuid(&b->members, r->id);
         sodium_memzero(dek, sizeof dek);
+        sm_sealer_wipe(&sealer);
     }
     core_buf_free(&entry);
     copy_finish(&b->copy_subs);
@@ -760,6 +774,9 @@ static void write_step(sm_op *op, const db_result *r)
     if (op->step == 0) {
         int q = 0;
         b->q_upd = -1;
+        /* megabytes of COPY data, arrays and bulk rows: sent from the batch, which stays as it
+         * is until the transaction ends */
+        db_txn_borrow(op->txn, true);
         if (b->b_ins) {
             sm_copy(op,
                     "COPY subscribers (id, status, attributes, consent_source, consent_at, "
@@ -829,6 +846,7 @@ static void write_step(sm_op *op, const db_result *r)
             b->b_skip += b->b_upd;
             b->b_upd = 0;
         }
+        db_txn_borrow(op->txn, false);
         b->q_n = q;
     }
     if (op->step > 0 && op->step == b->q_upd + 1) {

@@ -208,17 +208,47 @@ static void make_ad(char *ad, size_t cap, const char *id, const char *field)
     ad[il + 1 + fl] = '\0';
 }
 
-void sm_seal(const uint8_t dek[SM_KEY_BYTES], const char *subscriber_id, const char *field,
-             const void *plain, size_t len, uint8_t *out)
+void sm_sealer_init(sm_sealer *s, const uint8_t dek[SM_KEY_BYTES])
+{
+    /* core_random_bytes: the kernel's CSPRNG through a per-thread buffer (libsodium's
+     * randombytes_buf is a getrandom(2) per call) */
+    core_random_bytes(s->prefix, sizeof s->prefix);
+    crypto_core_hchacha20(s->subkey, s->prefix, dek, NULL);
+    /* a random start: a single seal's nonce is all random, as before the sealer */
+    core_random_bytes(&s->next, sizeof s->next);
+}
+
+void sm_sealer_seal(sm_sealer *s, const char *subscriber_id, const char *field, const void *plain,
+                    size_t len, uint8_t *out)
 {
     char ad[128];
     make_ad(ad, sizeof ad, subscriber_id, field);
     out[0] = 1; /* format version */
-    /* core_random_bytes: the kernel's CSPRNG through a per-thread buffer (libsodium's
-     * randombytes_buf is a getrandom(2) per call: four per imported row) */
-    core_random_bytes(out + 1, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
-    crypto_aead_xchacha20poly1305_ietf_encrypt(out + 25, NULL, plain, len, (const uint8_t *)ad,
-                                               strlen(ad), NULL, out + 1, dek);
+    /* the XChaCha20 nonce: prefix, then the counter; ChaCha20's nonce is 4 zero bytes and the
+     * counter (what crypto_aead_xchacha20poly1305_ietf_encrypt does after HChaCha20) */
+    uint8_t suffix[8], inner[crypto_aead_chacha20poly1305_ietf_NPUBBYTES] = {0};
+    uint64_t n = s->next++;
+    for (int i = 0; i < 8; i++)
+        suffix[i] = (uint8_t)(n >> (8 * i));
+    memcpy(out + 1, s->prefix, sizeof s->prefix);
+    memcpy(out + 1 + sizeof s->prefix, suffix, sizeof suffix);
+    memcpy(inner + 4, suffix, sizeof suffix);
+    crypto_aead_chacha20poly1305_ietf_encrypt(out + 25, NULL, plain, len, (const uint8_t *)ad,
+                                              strlen(ad), NULL, inner, s->subkey);
+}
+
+void sm_sealer_wipe(sm_sealer *s)
+{
+    sodium_memzero(s, sizeof *s);
+}
+
+void sm_seal(const uint8_t dek[SM_KEY_BYTES], const char *subscriber_id, const char *field,
+             const void *plain, size_t len, uint8_t *out)
+{
+    sm_sealer s;
+    sm_sealer_init(&s, dek);
+    sm_sealer_seal(&s, subscriber_id, field, plain, len, out);
+    sm_sealer_wipe(&s);
 }
 
 char *sm_open(const uint8_t dek[SM_KEY_BYTES], const char *subscriber_id, const char *field,

@@ -67,6 +67,20 @@ bool sm_key_unwrap(const sm_keys *k, const char *subscriber_id, const uint8_t *w
  * SM_SEAL_OVERHEAD bytes. */
 void sm_seal(const uint8_t dek[SM_KEY_BYTES], const char *subscriber_id, const char *field,
              const void *plain, size_t len, uint8_t *out);
+/* Several seals under one key, as sm_seal makes them and sm_open opens them, for a third of
+ * the cost of the key setup: XChaCha20's subkey is HChaCha20 of the key and the nonce's first
+ * 16 bytes, so the sealer draws those once, derives the subkey once, and gives each seal its
+ * own last 8 bytes (a counter from a random start). Nonces stay unique: the prefix is random
+ * per sealer. */
+typedef struct sm_sealer {
+    uint8_t subkey[32];
+    uint8_t prefix[16];
+    uint64_t next;
+} sm_sealer;
+void sm_sealer_init(sm_sealer *s, const uint8_t dek[SM_KEY_BYTES]);
+void sm_sealer_seal(sm_sealer *s, const char *subscriber_id, const char *field, const void *plain,
+                    size_t len, uint8_t *out);
+void sm_sealer_wipe(sm_sealer *s);
 /* Returns a malloc'd NUL-terminated plaintext (length in *len), NULL when it does not open. */
 char *sm_open(const uint8_t dek[SM_KEY_BYTES], const char *subscriber_id, const char *field,
               const uint8_t *sealed, size_t len, size_t *plain_len);

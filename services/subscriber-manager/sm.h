@@ -141,6 +141,7 @@ typedef struct sm_event {
     const char *const *list_ids;
     size_t nlists;
     const uint8_t *dek; /* NULL: no PII in the event */
+    sm_sealer *sealer;  /* instead of dek: the subscriber's sealer (the import's seal phase) */
     const char *pii_json;
 } sm_event;
 

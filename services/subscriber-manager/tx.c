@@ -408,10 +408,13 @@ void sm_event_record(const sm_event *ev, bus_record *rec, uint8_t **buf)
     e.n_list_ids = ev->nlists;
     e.occurred_unix_ms = core_now_unix_ms();
     uint8_t *sealed = NULL;
-    if (ev->dek && ev->pii_json) {
+    if ((ev->dek || ev->sealer) && ev->pii_json) {
         size_t n = strlen(ev->pii_json);
         sealed = core_xcalloc(1, n + SM_SEAL_OVERHEAD);
-        sm_seal(ev->dek, ev->subscriber_id, "event", ev->pii_json, n, sealed);
+        if (ev->sealer)
+            sm_sealer_seal(ev->sealer, ev->subscriber_id, "event", ev->pii_json, n, sealed);
+        else
+            sm_seal(ev->dek, ev->subscriber_id, "event", ev->pii_json, n, sealed);
         e.encrypted_pii.data = sealed;
         e.encrypted_pii.len = n + SM_SEAL_OVERHEAD;
         e.key_id = (char *)ev->subscriber_id;

@@ -598,16 +598,20 @@ static void test_rows_roundtrip(void **state)
          .ce_subject = "s-2",
          .value = rev,
          .value_len = sizeof rev},
-        {.ce_id = "rt-3", .ce_type = EVENT_TYPE}, /* no key, empty value */
+        {.ce_id = "rt-3"}, /* no key, empty value, the bulk's default type */
         {.key = "k3",
          .key_len = 2,
          .ce_id = "rt-4",
          .ce_type = RT_OTHER_TYPE,
+         .ce_subject = "k3", /* stored as "the key" */
          .value = "v3",
          .value_len = 2},
     };
+    const char *entry_types[3] = {EVENT_TYPE, EVENT_TYPE, RT_OTHER_TYPE};
     core_buf bulk = {0};
-    for (int i = 0; i < 3; i++)
+    db_outbox_bulk_entry(&bulk, &entries[0]);
+    db_outbox_bulk_default_type(&bulk, EVENT_TYPE); /* anywhere among the entries */
+    for (int i = 1; i < 3; i++)
         db_outbox_bulk_entry(&bulk, &entries[i]);
     bus_record recs[3] = {
         {.topic = e->topic,
@@ -685,7 +689,7 @@ static void test_rows_roundtrip(void **state)
         assert_header(m, "content-type", "application/x-bulk", 18);
         assert_string_equal(m->traceparent, RT_TRACEPARENT);
         assert_header(m, "x-row", "bulk", 4);
-        assert_string_equal(m->ce_type, entries[i].ce_type);
+        assert_string_equal(m->ce_type, entry_types[i]);
         assert_int_equal(m->key_null, entries[i].key == NULL);
         assert_bytes(m->key, m->key_len, entries[i].key, entries[i].key_len);
         assert_bytes(m->value, m->value_len, entries[i].value, entries[i].value_len);
@@ -693,6 +697,7 @@ static void test_rows_roundtrip(void **state)
     }
     assert_header(msg_by_ce_id(msgs, n, "rt-2"), "ce_subject", "s-2", 3);
     assert_header(msg_by_ce_id(msgs, n, "rt-3"), "ce_subject", NULL, 0);
+    assert_header(msg_by_ce_id(msgs, n, "rt-4"), "ce_subject", "k3", 2);
     free(msgs);
 
     /* the checkpoints name exactly the three rows, by their ids */

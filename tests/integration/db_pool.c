@@ -709,6 +709,68 @@ static void test_copy_in_text_and_binary(void **state)
     assert_true(none.f.end.ok);
 }
 
+/* db_txn_borrow: while on, COPY data and binary parameters are read where the caller keeps
+ * them when the statement goes out (a change made before then shows), text parameters are
+ * copied; once off, binary parameters are copied again. */
+typedef struct borrow_case {
+    char copy[16];
+    uint8_t bin_on[4], bin_off[4];
+    char text[4];
+    txn_flow f; /* q1: the copy, q2: borrowed binary + text, end: the commit */
+    dbt_res q3; /* binary after borrowing ended */
+} borrow_case;
+
+static void borrow_q3(db_txn *t, const db_result *r, void *data)
+{
+    (void)t;
+    dbt_fill(&((borrow_case *)data)->q3, r);
+}
+
+static void borrow_begin(db_txn *t, const db_result *r, void *data)
+{
+    borrow_case *c = data;
+    assert_non_null(t);
+    assert_true(db_result_ok(r));
+    db_txn_borrow(t, true);
+    db_txn_copy_in(t, "COPY copy_borrow (a, b) FROM STDIN", c->copy, strlen(c->copy), flow_q1,
+                   &c->f);
+    const char *v[] = {(const char *)c->bin_on, c->text};
+    int len[] = {4, 0}, fmt[] = {1, 0};
+    db_txn_query_params(t, "SELECT encode($1::bytea, 'escape') || $2::text", 2, v, len, fmt,
+                        flow_q2, &c->f);
+    db_txn_borrow(t, false);
+    const char *v3[] = {(const char *)c->bin_off};
+    int len3[] = {4}, fmt3[] = {1};
+    db_txn_query_params(t, "SELECT encode($1::bytea, 'escape')", 1, v3, len3, fmt3, borrow_q3, c);
+    /* nothing after the COPY statement itself has gone out yet (it waits for the server) */
+    memcpy(c->copy, "1\tX\n2\tY\n", 8);
+    memcpy(c->bin_on, "new!", 4);
+    memcpy(c->bin_off, "new!", 4);
+    memcpy(c->text, "new", 4);
+    db_commit(t, flow_end, &c->f);
+}
+
+static void test_txn_borrow(void **state)
+{
+    ENV_OR_SKIP();
+    assert_true(dbt_query(&e->loop, e->pool,
+                          "CREATE TABLE copy_borrow (a bigint PRIMARY KEY, b text)", 0, NULL)
+                    .ok);
+    borrow_case c = {.copy = "1\tA\n2\tB\n", .bin_on = "old.", .bin_off = "old.", .text = "txt"};
+    db_begin(e->pool, borrow_begin, &c);
+    assert_true(ts_run_until(&e->loop, flow_done, &c.f, DBT_TIMEOUT_MS));
+    assert_true(c.f.q1.ok);
+    assert_int_equal(c.f.q1.affected, 2);
+    assert_true(c.f.q2.ok);
+    assert_string_equal(c.f.q2.first, "new!txt"); /* binary borrowed, text copied */
+    assert_true(c.q3.ok);
+    assert_string_equal(c.q3.first, "old."); /* copied: borrowing had ended */
+    assert_true(c.f.end.ok);
+    dbt_res rows = dbt_query(&e->loop, e->pool,
+                             "SELECT string_agg(b, ',' ORDER BY a) FROM copy_borrow", 0, NULL);
+    assert_string_equal(rows.first, "X,Y"); /* the COPY data was read where it was */
+}
+
 /* Text rows "a\trow a\n" for a = first .. first + n - 1. */
 static void copy_text_rows(core_buf *b, int64_t first, int n)
 {
@@ -900,6 +962,7 @@ int main(void)
         cmocka_unit_test(test_copy_in_unique_violation),
         cmocka_unit_test(test_copy_in_malformed_data),
         cmocka_unit_test(test_copy_in_connection_killed),
+        cmocka_unit_test(test_txn_borrow),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

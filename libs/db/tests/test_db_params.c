@@ -488,7 +488,32 @@ static void test_bulk_entries(void **state)
     assert_string_equal(r1->ce_subject, "");
     assert_int_equal(r1->payload.len, sizeof big);
     assert_memory_equal(r1->payload.data, big, sizeof big);
+    assert_false(r0->subject_is_key);
+    assert_string_equal(m->default_ce_type, "");
     contentengine__v1__outbox_bulk__free_unpacked(m, NULL);
+
+    /* a subject equal to the key is not stored twice; a record without a type takes the
+     * payload's default, which may come after it */
+    bus_record c = {.key = "k3", .key_len = 2, .ce_id = "id-3", .ce_subject = "k3"};
+    core_buf three = {0};
+    db_outbox_bulk_entry(&three, &c);
+    size_t entry_len = three.len;
+    db_outbox_bulk_default_type(&three, "t.created.v1");
+    db_outbox_bulk_entry(&three, &a);
+    m = contentengine__v1__outbox_bulk__unpack(NULL, three.len, (const uint8_t *)three.data);
+    assert_non_null(m);
+    assert_int_equal(m->n_records, 2);
+    assert_true(m->records[0]->subject_is_key);
+    assert_string_equal(m->records[0]->ce_subject, "");
+    assert_string_equal(m->records[0]->ce_type, "");
+    assert_false(m->records[1]->subject_is_key); /* "s1" is not its key "k1" */
+    assert_string_equal(m->records[1]->ce_subject, "s1");
+    assert_string_equal(m->default_ce_type, "t.created.v1");
+    const char *k3 = memmem(three.data, entry_len, "k3", 2); /* the key, and only the key */
+    assert_non_null(k3);
+    assert_null(memmem(k3 + 2, entry_len - (size_t)(k3 + 2 - three.data), "k3", 2));
+    contentengine__v1__outbox_bulk__free_unpacked(m, NULL);
+    core_buf_free(&three);
     core_buf_free(&one);
     core_buf_free(&two);
 }

@@ -148,6 +148,51 @@ static void test_keys_and_sealing(void **state)
     assert_memory_not_equal(s1, s2, 4 + SM_SEAL_OVERHEAD);
 }
 
+/* A sealer's seals are plain XChaCha20-Poly1305 (libsodium's own encryption with the same nonce
+ * gives the same bytes), open with sm_open, and never share a nonce. */
+static void test_sealer(void **state)
+{
+    (void)state;
+    uint8_t dek[SM_KEY_BYTES];
+    randombytes_buf(dek, sizeof dek);
+    sm_sealer s;
+    sm_sealer_init(&s, dek);
+    const char *texts[] = {"jane@example.org", "Jane Doe", "{\"email\":\"jane@example.org\"}"};
+    const char *fields[] = {"email", "name", "event"};
+    uint8_t sealed[3][64 + SM_SEAL_OVERHEAD];
+    for (int i = 0; i < 3; i++) {
+        size_t len = strlen(texts[i]);
+        sm_sealer_seal(&s, ID, fields[i], texts[i], len, sealed[i]);
+        assert_int_equal(sealed[i][0], 1);
+        char *p = sm_open(dek, ID, fields[i], sealed[i], len + SM_SEAL_OVERHEAD, NULL);
+        assert_non_null(p);
+        assert_string_equal(p, texts[i]);
+        free(p);
+        /* the same nonce through libsodium's XChaCha20-Poly1305 */
+        char ad[128];
+        snprintf(ad, sizeof ad, "%s|%s", ID, fields[i]);
+        uint8_t want[64 + SM_SEAL_OVERHEAD];
+        crypto_aead_xchacha20poly1305_ietf_encrypt(want, NULL, (const uint8_t *)texts[i], len,
+                                                   (const uint8_t *)ad, strlen(ad), NULL,
+                                                   sealed[i] + 1, dek);
+        assert_memory_equal(want, sealed[i] + 25, len + 16);
+    }
+    /* one nonce prefix (one subkey), three different nonces */
+    assert_memory_equal(sealed[0] + 1, sealed[1] + 1, 16);
+    assert_memory_equal(sealed[0] + 1, sealed[2] + 1, 16);
+    assert_memory_not_equal(sealed[0] + 1, sealed[1] + 1, 24);
+    assert_memory_not_equal(sealed[1] + 1, sealed[2] + 1, 24);
+    assert_memory_not_equal(sealed[0] + 1, sealed[2] + 1, 24);
+    /* another sealer of the same key: another prefix */
+    sm_sealer t;
+    sm_sealer_init(&t, dek);
+    assert_memory_not_equal(s.prefix, t.prefix, sizeof s.prefix);
+    sm_sealer_wipe(&s);
+    sm_sealer_wipe(&t);
+    uint8_t zero[sizeof s] = {0};
+    assert_memory_equal(&s, zero, sizeof s);
+}
+
 /* ---------------------------------------------------------------- rules */
 
 static sm_sql compile_ok(const char *json)
@@ -345,10 +390,10 @@ static void test_csv(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_email),         cmocka_unit_test(test_name),
-        cmocka_unit_test(test_blind_index),   cmocka_unit_test(test_keys_and_sealing),
-        cmocka_unit_test(test_rules_compile), cmocka_unit_test(test_rules_injection),
-        cmocka_unit_test(test_csv),
+        cmocka_unit_test(test_email),           cmocka_unit_test(test_name),
+        cmocka_unit_test(test_blind_index),     cmocka_unit_test(test_keys_and_sealing),
+        cmocka_unit_test(test_sealer),          cmocka_unit_test(test_rules_compile),
+        cmocka_unit_test(test_rules_injection), cmocka_unit_test(test_csv),
     };
     return cmocka_run_group_tests_name("subscriber-manager domain", tests, NULL, NULL);
 }
