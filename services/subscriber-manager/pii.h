@@ -123,7 +123,7 @@ void sm_sql_free(sm_sql *s);
 
 /*
  * A streaming RFC 4180 reader: feed bytes as they arrive, get whole records. Quoted fields may
- * hold commas, quotes ("") and line breaks; CRLF or LF end a record. A field longer than
+ * hold commas, quotes ("") and line breaks; CRLF, LF or a lone CR end a record. A field longer than
  * SM_CSV_FIELD_MAX or a record with more than SM_CSV_MAX_FIELDS fields is an error for that
  * record (reported, the reader goes on with the next one).
  */
@@ -131,10 +131,12 @@ void sm_sql_free(sm_sql *s);
 #define SM_CSV_FIELD_MAX  4096
 
 typedef struct sm_csv {
-    core_buf field;
     char *fields[SM_CSV_MAX_FIELDS];
     size_t lens[SM_CSV_MAX_FIELDS];
-    core_buf rec; /* the fields of the record being read, NUL-separated */
+    /* the record being read: its finished fields, each NUL-terminated, then the field being read
+     * (from field_start) */
+    core_buf rec;
+    size_t field_start;
     size_t offs[SM_CSV_MAX_FIELDS];
     int nfields;
     int state;

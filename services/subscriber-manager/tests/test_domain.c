@@ -326,9 +326,10 @@ static void test_rules_injection(void **state)
 
 /* ---------------------------------------------------------------- CSV */
 
+/* Records as "recno:[field][field]|", or "recno:!error|". */
 typedef struct recs {
+    core_buf out;
     int n;
-    char out[2048];
     int errors;
 } recs;
 
@@ -336,18 +337,24 @@ static void on_rec(void *ud, int64_t recno, char **f, const size_t *lens, int n,
 {
     recs *r = ud;
     r->n++;
+    core_buf_printf(&r->out, "%lld:", (long long)recno);
     if (error) {
         r->errors++;
+        core_buf_printf(&r->out, "!%s|", error);
         return;
     }
-    size_t at = strlen(r->out);
-    snprintf(r->out + at, sizeof r->out - at, "%lld:", (long long)recno);
     for (int i = 0; i < n; i++) {
-        at = strlen(r->out);
-        snprintf(r->out + at, sizeof r->out - at, "[%.*s]", (int)lens[i], f[i]);
+        assert_int_equal(f[i][lens[i]], '\0'); /* callers may use a field as a C string */
+        core_buf_puts(&r->out, "[");
+        core_buf_append(&r->out, f[i], lens[i]);
+        core_buf_puts(&r->out, "]");
     }
-    at = strlen(r->out);
-    snprintf(r->out + at, sizeof r->out - at, "|");
+    core_buf_puts(&r->out, "|");
+}
+
+static const char *recs_text(const recs *r)
+{
+    return r->out.data ? r->out.data : "";
 }
 
 static void parse_in_pieces(const char *text, size_t piece, recs *r)
@@ -361,30 +368,152 @@ static void parse_in_pieces(const char *text, size_t piece, recs *r)
     sm_csv_free(&c);
 }
 
+/* Two feeds, the first ending at `at` (0: an empty first feed). */
+static void parse_split(const char *text, size_t at, recs *r)
+{
+    sm_csv c;
+    sm_csv_init(&c);
+    sm_csv_feed(&c, text, at, on_rec, r);
+    sm_csv_feed(&c, text + at, strlen(text) - at, on_rec, r);
+    sm_csv_finish(&c, on_rec, r);
+    sm_csv_free(&c);
+}
+
+/* Input arrives split anywhere: text must read as want in pieces of every size (every size up
+ * to 256, then sparser) and in two feeds split at every position. */
+static void check_csv(const char *text, const char *want)
+{
+    size_t len = strlen(text);
+    for (size_t piece = 1; piece <= len; piece += piece < 256 ? 1 : 997) {
+        recs r = {0};
+        parse_in_pieces(text, piece, &r);
+        if (strcmp(recs_text(&r), want) != 0)
+            fail_msg("pieces of %zu: got %.300s\nwant %.300s", piece, recs_text(&r), want);
+        core_buf_free(&r.out);
+    }
+    for (size_t at = 0; at <= len; at++) {
+        recs r = {0};
+        parse_split(text, at, &r);
+        if (strcmp(recs_text(&r), want) != 0)
+            fail_msg("split at %zu: got %.300s\nwant %.300s", at, recs_text(&r), want);
+        core_buf_free(&r.out);
+    }
+}
+
+static void repeat(core_buf *b, char ch, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        core_buf_append(b, &ch, 1);
+}
+
 static void test_csv(void **state)
 {
     (void)state;
-    const char *text = "email,name\r\na@b.com,\"Doe, Jane\"\r\n\"x\"\"y@b.com\",\"multi\nline\"\n"
-                       "\nlast@b.com,end";
-    const char *want = "1:[email][name]|2:[a@b.com][Doe, Jane]|3:[x\"y@b.com][multi\nline]|"
-                       "5:[last@b.com][end]|";
-    for (size_t piece = 1; piece <= strlen(text); piece++) {
-        recs r = {0};
-        parse_in_pieces(text, piece, &r);
-        if (strcmp(r.out, want) != 0) fail_msg("piece %zu: %s", piece, r.out);
+    check_csv("email,name\r\na@b.com,\"Doe, Jane\"\r\n\"x\"\"y@b.com\",\"multi\nline\"\n"
+              "\nlast@b.com,end",
+              "1:[email][name]|2:[a@b.com][Doe, Jane]|3:[x\"y@b.com][multi\nline]|"
+              "5:[last@b.com][end]|");
+    /* a quoted field with a CRLF, a comma and doubled quotes, one at its very end */
+    check_csv("id,note\r\n1,\"say \"\"hi\"\"\r\nthen, \"\"bye\"\"\"\r\n2,x\r\n",
+              "1:[id][note]|2:[1][say \"hi\"\r\nthen, \"bye\"]|3:[2][x]|");
+    /* lone CRs end records; a CR's LF is not a blank line, a second CR is */
+    check_csv("a,b\rc,d\r\re\r", "1:[a][b]|2:[c][d]|4:[e]|");
+    check_csv("a\r\r\nb", "1:[a]|3:[b]|");
+    check_csv("a\n\rb\r\n", "1:[a]|3:[b]|");
+    check_csv("\"a\rb\"\r\"c\"\r\n", "1:[a\rb]|2:[c]|");
+    /* the last record without a line break */
+    check_csv("a,b\nc,\"d", "1:[a][b]|2:[c][d]|");
+    check_csv("a,b\nc,", "1:[a][b]|2:[c][]|");
+    check_csv("a\n\"open\r\nstill", "1:[a]|2:[open\r\nstill]|");
+    check_csv("a\n\"x\"", "1:[a]|2:[x]|");
+    check_csv("a\n", "1:[a]|");
+    check_csv("", "");
+    check_csv("\n\r\n\r", "");
+    /* text after a closing quote is kept; a quote inside an unquoted field is text */
+    check_csv("\"a\"b,\"c\"\"\"d,e\"f\n", "1:[ab][c\"d][e\"f]|");
+    check_csv(",,\n\"\",x\n", "1:[][][]|2:[][x]|");
+
+    /* fields of exactly SM_CSV_FIELD_MAX bytes are accepted, one byte more is an error for
+     * that record only; a doubled quote counts as one byte */
+    const char *too_long = "2:!a field is longer than 4096 bytes|";
+    for (int extra = 0; extra <= 1; extra++) {
+        core_buf in = {0}, want = {0};
+        core_buf_puts(&in, "a,b\n");
+        repeat(&in, 'x', SM_CSV_FIELD_MAX + (size_t)extra);
+        core_buf_puts(&in, ",y\nc,d");
+        core_buf_puts(&want, "1:[a][b]|");
+        if (extra) {
+            core_buf_puts(&want, too_long);
+        } else {
+            core_buf_puts(&want, "2:[");
+            repeat(&want, 'x', SM_CSV_FIELD_MAX);
+            core_buf_puts(&want, "][y]|");
+        }
+        core_buf_puts(&want, "3:[c][d]|");
+        check_csv(in.data, want.data);
+
+        core_buf_reset(&in);
+        core_buf_reset(&want);
+        core_buf_puts(&in, "a,b\n\"\r\n");
+        repeat(&in, 'x', SM_CSV_FIELD_MAX - 3 + (size_t)extra);
+        core_buf_puts(&in, "\"\"\"\r\nc,d\r\n");
+        core_buf_puts(&want, "1:[a][b]|");
+        if (extra) {
+            core_buf_puts(&want, too_long);
+        } else {
+            core_buf_puts(&want, "2:[\r\n");
+            repeat(&want, 'x', SM_CSV_FIELD_MAX - 3);
+            core_buf_puts(&want, "\"]|");
+        }
+        core_buf_puts(&want, "3:[c][d]|");
+        check_csv(in.data, want.data);
+        core_buf_free(&in);
+        core_buf_free(&want);
     }
-    /* a field that is too long is an error for its record only */
+
+    /* a huge quoted field, with separators and line breaks past the limit, then a good record:
+     * the reader keeps its place, and does not keep the field */
     core_buf big = {0};
-    core_buf_puts(&big, "a,b\n");
-    for (int i = 0; i < SM_CSV_FIELD_MAX + 10; i++)
-        core_buf_puts(&big, "x");
-    core_buf_puts(&big, ",y\nc,d\n");
-    recs r = {0};
-    parse_in_pieces(big.data, 1000, &r);
-    assert_int_equal(r.n, 3);
-    assert_int_equal(r.errors, 1);
-    assert_non_null(strstr(r.out, "[c][d]"));
+    core_buf_puts(&big, "a,b\n\"");
+    for (int i = 0; i < 20000; i++)
+        core_buf_puts(&big, "xx,\"\"\r\n");
+    core_buf_puts(&big, "\",z\nc,d\n");
+    for (size_t piece = 1; piece <= big.len; piece = piece * 3 + 1) {
+        recs r = {0};
+        sm_csv c;
+        sm_csv_init(&c);
+        for (size_t i = 0; i < big.len; i += piece)
+            sm_csv_feed(&c, big.data + i, big.len - i < piece ? big.len - i : piece, on_rec, &r);
+        sm_csv_finish(&c, on_rec, &r);
+        assert_string_equal(recs_text(&r),
+                            "1:[a][b]|2:!a field is longer than 4096 bytes|3:[c][d]|");
+        assert_true(c.rec.cap <= 4 * SM_CSV_FIELD_MAX);
+        sm_csv_free(&c);
+        core_buf_free(&r.out);
+    }
     core_buf_free(&big);
+
+    /* SM_CSV_MAX_FIELDS fields are accepted, one more is an error for that record only */
+    core_buf in = {0}, want = {0};
+    for (int extra = 0; extra <= 1; extra++) {
+        core_buf_reset(&in);
+        core_buf_reset(&want);
+        core_buf_puts(&want, "1:");
+        for (int i = 0; i < SM_CSV_MAX_FIELDS + extra; i++) {
+            core_buf_printf(&in, i ? ",f%d" : "f%d", i);
+            core_buf_printf(&want, "[f%d]", i);
+        }
+        core_buf_puts(&in, "\nc,d\n");
+        core_buf_puts(&want, "|");
+        if (extra) {
+            core_buf_reset(&want);
+            core_buf_puts(&want, "1:!more than 32 fields|");
+        }
+        core_buf_puts(&want, "2:[c][d]|");
+        check_csv(in.data, want.data);
+    }
+    core_buf_free(&in);
+    core_buf_free(&want);
 }
 
 int main(void)
