@@ -274,8 +274,17 @@ char *sm_open(const uint8_t dek[SM_KEY_BYTES], const char *subscriber_id, const 
 void sm_key_new(const sm_keys *k, const char *subscriber_id, uint8_t dek[SM_KEY_BYTES],
                 uint8_t wrapped[SM_WRAPPED_LEN])
 {
+    sm_sealer master;
+    sm_sealer_init(&master, k->data);
+    sm_key_new_sealed(&master, subscriber_id, dek, wrapped);
+    sm_sealer_wipe(&master);
+}
+
+void sm_key_new_sealed(sm_sealer *master, const char *subscriber_id, uint8_t dek[SM_KEY_BYTES],
+                       uint8_t wrapped[SM_WRAPPED_LEN])
+{
     core_random_bytes(dek, SM_KEY_BYTES);
-    sm_seal(k->data, subscriber_id, "dek", dek, SM_KEY_BYTES, wrapped);
+    sm_sealer_seal(master, subscriber_id, "dek", dek, SM_KEY_BYTES, wrapped);
 }
 
 bool sm_key_unwrap(const sm_keys *k, const char *subscriber_id, const uint8_t *wrapped, size_t len,

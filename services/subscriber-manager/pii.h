@@ -81,6 +81,10 @@ void sm_sealer_init(sm_sealer *s, const uint8_t dek[SM_KEY_BYTES]);
 void sm_sealer_seal(sm_sealer *s, const char *subscriber_id, const char *field, const void *plain,
                     size_t len, uint8_t *out);
 void sm_sealer_wipe(sm_sealer *s);
+/* sm_key_new with a sealer of the master key (sm_sealer_init(master, k->data)): a batch of new
+ * subscribers' keys wrapped with one key setup. */
+void sm_key_new_sealed(sm_sealer *master, const char *subscriber_id, uint8_t dek[SM_KEY_BYTES],
+                       uint8_t wrapped[SM_WRAPPED_LEN]);
 /* Returns a malloc'd NUL-terminated plaintext (length in *len), NULL when it does not open. */
 char *sm_open(const uint8_t dek[SM_KEY_BYTES], const char *subscriber_id, const char *field,
               const uint8_t *sealed, size_t len, size_t *plain_len);

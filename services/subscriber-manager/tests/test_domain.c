@@ -191,6 +191,23 @@ static void test_sealer(void **state)
     sm_sealer_wipe(&t);
     uint8_t zero[sizeof s] = {0};
     assert_memory_equal(&s, zero, sizeof s);
+
+    /* keys wrapped by one sealer of the master key: each unwraps, for its subscriber only */
+    sm_keys k = keys();
+    sm_sealer master;
+    sm_sealer_init(&master, k.data);
+    static const char *ids[] = {ID, "0190c3d4-0000-7000-8000-000000000002"};
+    uint8_t deks[2][SM_KEY_BYTES], wrapped[2][SM_WRAPPED_LEN], back[SM_KEY_BYTES];
+    for (int i = 0; i < 2; i++)
+        sm_key_new_sealed(&master, ids[i], deks[i], wrapped[i]);
+    sm_sealer_wipe(&master);
+    assert_memory_not_equal(deks[0], deks[1], SM_KEY_BYTES);
+    assert_memory_not_equal(wrapped[0] + 1, wrapped[1] + 1, 24); /* nonces */
+    for (int i = 0; i < 2; i++) {
+        assert_true(sm_key_unwrap(&k, ids[i], wrapped[i], SM_WRAPPED_LEN, back));
+        assert_memory_equal(back, deks[i], SM_KEY_BYTES);
+        assert_false(sm_key_unwrap(&k, ids[1 - i], wrapped[i], SM_WRAPPED_LEN, back));
+    }
 }
 
 /* ---------------------------------------------------------------- rules */
