@@ -142,7 +142,7 @@ int main(void)
     app.public_url = core_config_string(&cc, "PUBLIC_URL", "http://127.0.0.1:8080");
     app.import_max_rows = core_config_int(&cc, "IMPORT_MAX_ROWS", 1000000, 1, 100000000);
     app.outbox_batch = (int)core_config_int(&cc, "OUTBOX_BATCH", 1000, 1, 10000);
-    app.import_batch = (int)core_config_int(&cc, "IMPORT_BATCH_ROWS", 20000, 1, 100000);
+    app.import_batch = (int)core_config_int(&cc, "IMPORT_BATCH_ROWS", 40000, 1, 100000);
     app.import_writers = (int)core_config_int(&cc, "IMPORT_WRITERS", 2, 1, SM_IMPORT_WRITERS_MAX);
     /* The gateway in front: its X-Forwarded-For names the client for the per-address login
      * throttle, the public rate limit and consent records (else every client is the gateway). */
