@@ -506,11 +506,15 @@ static void test_too_old_id_gets_reset(void **state)
     ts_sse_close(&r);
 }
 
-/* The next event on s is exactly this one; its id goes to id (when not NULL). */
+/* The next event on s is exactly this one; its id goes to id (when not NULL). Content events
+ * are passed over when another kind is expected: an earlier test's may still reach a content:*
+ * subscription on an instance whose consumer lags behind the other's. */
 static void expect_event(ts_sse *s, const char *event, const char *json, char *id, size_t size)
 {
     ts_sse_event ev;
-    assert_true(ts_sse_next(s, &ev, 20000));
+    do
+        assert_true(ts_sse_next(s, &ev, 20000));
+    while (strcmp(event, "generation.progress") && !strcmp(ev.event, "generation.progress"));
     assert_string_equal(ev.event, event);
     assert_string_equal(ev.data, json);
     assert_true(ev.id[0] == 't');
