@@ -155,8 +155,11 @@ sm_ticks() { awk '{print $14 + $15}' "/proc/$sm_pid/stat"; }
 kafka_ticks() { awk '{print $14 + $15}' "/proc/$(proc_pid kafka)/stat" 2>/dev/null || echo 0; }
 # Start from a checkpoint: the dirty pages of whatever ran before (an earlier run, a dropped
 # schema) are otherwise written out by a checkpoint during this import, on its CPU and disk.
+# Then sync: the kernel otherwise writes back the previous run's gigabyte of WAL and Kafka log
+# during this one.
 PGPASSWORD="$(<"$SECRETS/pg-superuser")" psql -X -q -h "$CE_HOST" -p "$CE_PG_PORT" -U postgres \
     -d postgres -c CHECKPOINT || die "CHECKPOINT failed"
+sync
 sm0="$(sm_ticks)"
 pg0="$(pg_ticks)"
 kf0="$(kafka_ticks)"

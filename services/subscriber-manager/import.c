@@ -22,9 +22,9 @@
  * row is reported with its data row number (1 = the first row after the header) and the reason.
  * GET /api/imports/{id} shows the counters and errors.
  */
+#include <assert.h>
 #include <sodium.h>
 #include <stdio.h>
-#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 

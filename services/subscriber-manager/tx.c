@@ -398,6 +398,30 @@ void sm_delete(sm_app *app, http_req *req, const char *id, const char *sql, cons
 const char *sm_topic_events = TOPIC_SUBSCRIBER_EVENTS;
 const char *sm_topic_imports = TOPIC_SUBSCRIBER_IMPORTS;
 
+/* The CloudEvents type of an event kind. Kinds this service emits are constants; another kind
+ * is formatted into a per-thread ring (the import's seal phase runs on the thread pool), so
+ * the string outlives the record being built. */
+static const char *event_type(const char *kind)
+{
+    static const char *const known[][2] = {
+        {"created", "contentengine.subscriber.created.v1"},
+        {"updated", "contentengine.subscriber.updated.v1"},
+        {"confirmation_requested", "contentengine.subscriber.confirmation_requested.v1"},
+        {"confirmed", "contentengine.subscriber.confirmed.v1"},
+        {"unsubscribed", "contentengine.subscriber.unsubscribed.v1"},
+        {"erased", "contentengine.subscriber.erased.v1"},
+        {"export_requested", "contentengine.subscriber.export_requested.v1"},
+        {"preferences_updated", "contentengine.subscriber.preferences_updated.v1"},
+    };
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (!strcmp(kind, known[i][0])) return known[i][1];
+    static _Thread_local char types[16][96];
+    static _Thread_local int next;
+    char *type = types[next++ % 16];
+    snprintf(type, 96, "contentengine.subscriber.%s.v1", kind);
+    return type;
+}
+
 void sm_event_record(const sm_event *ev, bus_record *rec, uint8_t **buf)
 {
     Contentengine__V1__SubscriberEvent e = CONTENTENGINE__V1__SUBSCRIBER_EVENT__INIT;
@@ -407,10 +431,11 @@ void sm_event_record(const sm_event *ev, bus_record *rec, uint8_t **buf)
     e.list_ids = (char **)ev->list_ids;
     e.n_list_ids = ev->nlists;
     e.occurred_unix_ms = core_now_unix_ms();
-    uint8_t *sealed = NULL;
+    uint8_t small[512], *sealed = NULL;
     if ((ev->dek || ev->sealer) && ev->pii_json) {
         size_t n = strlen(ev->pii_json);
-        sealed = core_xcalloc(1, n + SM_SEAL_OVERHEAD);
+        sealed =
+            n + SM_SEAL_OVERHEAD <= sizeof small ? small : core_xcalloc(1, n + SM_SEAL_OVERHEAD);
         if (ev->sealer)
             sm_sealer_seal(ev->sealer, ev->subscriber_id, "event", ev->pii_json, n, sealed);
         else
@@ -422,19 +447,14 @@ void sm_event_record(const sm_event *ev, bus_record *rec, uint8_t **buf)
     size_t len = contentengine__v1__subscriber_event__get_packed_size(&e);
     *buf = core_xcalloc(1, len ? len : 1);
     contentengine__v1__subscriber_event__pack(&e, *buf);
-    free(sealed);
-    /* per thread: the import's seal phase runs on the thread pool */
-    static _Thread_local char types[16][96];
-    static _Thread_local int next;
-    char *type = types[next++ % 16];
-    snprintf(type, 96, "contentengine.subscriber.%s.v1", ev->kind);
+    if (sealed != small) free(sealed);
     *rec = (bus_record){.topic = sm_topic_events,
                         .partition = BUS_PARTITION_ANY,
                         .key = ev->subscriber_id,
                         .key_len = strlen(ev->subscriber_id),
                         .value = *buf,
                         .value_len = len,
-                        .ce_type = type,
+                        .ce_type = event_type(ev->kind),
                         .ce_subject = ev->subscriber_id};
 }
 

@@ -47,6 +47,7 @@ typedef struct ev {
     char topic[128];
     char key[64];
     char ce_type[128];
+    char subject[64]; /* the ce_subject header */
     char subscriber_id[64];
     char kind[64];
     char status[32];
@@ -247,6 +248,10 @@ static void on_message(bus_consumer *c, const bus_message *m, void *data)
     snprintf(e->key, sizeof e->key, "%.*s", (int)(m->key_len < 60 ? m->key_len : 60),
              m->key ? (const char *)m->key : "");
     snprintf(e->ce_type, sizeof e->ce_type, "%s", m->ce_type);
+    size_t sl = 0;
+    const void *subject = bus_message_header(m, "ce_subject", &sl);
+    snprintf(e->subject, sizeof e->subject, "%.*s", subject ? (int)sl : 0,
+             subject ? (const char *)subject : "");
     if (!strcmp(m->topic, t_events)) {
         Contentengine__V1__SubscriberEvent *se =
             contentengine__v1__subscriber_event__unpack(NULL, m->value_len, m->value);
@@ -282,6 +287,10 @@ static const ev *wait_ev(const char *subscriber, const char *kind, int64_t ms)
     while (!(e = find_ev(subscriber, kind)) && core_mono_ns() < deadline)
         ts_run_for(&loop, 100);
     if (!e) fail_msg("no %s event for %s", kind, subscriber);
+    char type[128]; /* the CloudEvents type names the kind (a bulk row's default included) */
+    snprintf(type, sizeof type, "contentengine.subscriber.%s.v1", kind);
+    assert_string_equal(e->ce_type, type);
+    assert_string_equal(e->subject, subscriber); /* a bulk row's entries store it as the key */
     return e;
 }
 
