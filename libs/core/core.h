@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <uv.h>
 
 /* ---------------------------------------------------------------- memory */
@@ -39,7 +40,20 @@ typedef struct core_buf {
     size_t cap;
 } core_buf;
 
-void core_buf_append(core_buf *b, const void *data, size_t len);
+/* core_buf_append when the buffer must grow first (internal: call core_buf_append). */
+void core_buf_append_grow(core_buf *b, const void *data, size_t len);
+/* Inline while there is room: most appends are a few bytes (a CSV field, a COPY value), and the
+ * call cost more than the copy. */
+static inline void core_buf_append(core_buf *b, const void *data, size_t len)
+{
+    if (b->cap - b->len <= len) { /* no room for the bytes and the NUL (or no memory yet) */
+        core_buf_append_grow(b, data, len);
+        return;
+    }
+    if (len) memcpy(b->data + b->len, data, len);
+    b->len += len;
+    b->data[b->len] = '\0';
+}
 void core_buf_puts(core_buf *b, const char *s);
 void core_buf_printf(core_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Appends s as the inside of a JSON string (no surrounding quotes), escaping as RFC 8259 says. */

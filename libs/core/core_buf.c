@@ -17,7 +17,7 @@ static void core_buf_reserve(core_buf *b, size_t extra)
     b->cap = cap;
 }
 
-void core_buf_append(core_buf *b, const void *data, size_t len)
+void core_buf_append_grow(core_buf *b, const void *data, size_t len)
 {
     core_buf_reserve(b, len);
     if (len) memcpy(b->data + b->len, data, len);

@@ -129,12 +129,13 @@ void db_txn_query(db_txn *t, const char *sql, int nparams, const char *const *va
 void db_txn_query_params(db_txn *t, const char *sql, int nparams, const char *const *values,
                          const int *lengths, const int *formats, db_txn_cb cb, void *data);
 /* COPY ... FROM STDIN inside a transaction: sends sql (a COPY statement, no parameters), then
- * the len bytes of data (copied: they need not outlive the call) as the COPY data, then ends the
- * copy; cb gets the command's result (db_result_affected = rows copied) or its error (e.g. 23505
- * when a row breaks a unique index; the transaction is then aborted like after any failed
- * statement). Runs in submission order with the transaction's other statements. The data is
- * sent as is: text, CSV or binary (PGCOPY header included) as the statement's FORMAT says. A
- * statement that does not read COPY data (not FROM STDIN) is an error (22023), the data unsent. */
+ * the len bytes of data (copied: they need not outlive the call, unless db_txn_borrow is on) as
+ * the COPY data, then ends the copy; cb gets the command's result (db_result_affected = rows
+ * copied) or its error (e.g. 23505 when a row breaks a unique index; the transaction is then
+ * aborted like after any failed statement). Runs in submission order with the transaction's
+ * other statements. The data is sent as is: text, CSV or binary (PGCOPY header included) as the
+ * statement's FORMAT says. A statement that does not read COPY data (not FROM STDIN) is an error
+ * (22023), the data unsent. */
 void db_txn_copy_in(db_txn *t, const char *sql, const void *data, size_t len, db_txn_cb cb,
                     void *cbdata);
 /* While on, t's statements (db_txn_query_params, db_txn_copy_in, db_outbox_add ...) send the

@@ -187,17 +187,6 @@ size_t db_pool_waiting(const db_pool *p)
 
 /* ---------------------------------------------------------------- work items */
 
-static dbi_work *work_new(db_pool *p, dbi_work_kind kind, const char *sql, int nparams,
-                          const char *const *values, const int *lengths, const int *formats,
-                          bool borrow, char *err, size_t errlen);
-
-dbi_work *dbi_work_new(db_pool *p, dbi_work_kind kind, const char *sql, int nparams,
-                       const char *const *values, const int *lengths, const int *formats, char *err,
-                       size_t errlen)
-{
-    return work_new(p, kind, sql, nparams, values, lengths, formats, false, err, errlen);
-}
-
 /* borrow: binary values stay where the caller has them (db_txn_borrow) */
 static dbi_work *work_new(db_pool *p, dbi_work_kind kind, const char *sql, int nparams,
                           const char *const *values, const int *lengths, const int *formats,
@@ -277,6 +266,13 @@ static dbi_work *work_new(db_pool *p, dbi_work_kind kind, const char *sql, int n
         dbi_strlcpy(w->sqlstate, DBI_SQLSTATE_INVALID, sizeof w->sqlstate);
     }
     return w;
+}
+
+dbi_work *dbi_work_new(db_pool *p, dbi_work_kind kind, const char *sql, int nparams,
+                       const char *const *values, const int *lengths, const int *formats, char *err,
+                       size_t errlen)
+{
+    return work_new(p, kind, sql, nparams, values, lengths, formats, false, err, errlen);
 }
 
 void dbi_work_free(dbi_work *w)

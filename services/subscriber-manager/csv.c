@@ -15,19 +15,6 @@ void sm_csv_free(sm_csv *c)
     core_buf_free(&c->rec);
 }
 
-/* core_buf_append without the call when there is room (most appends are a few bytes), with its
- * guarantees: room for n bytes and the NUL, data NUL-terminated. */
-static inline void rec_append(core_buf *b, const char *s, size_t n)
-{
-    if (b->cap - b->len > n) {
-        memcpy(b->data + b->len, s, n);
-        b->len += n;
-        b->data[b->len] = '\0';
-    } else {
-        core_buf_append(b, s, n);
-    }
-}
-
 /* Appends to the field being read. Past SM_CSV_FIELD_MAX the record is marked and the rest of
  * the field dropped, so a huge field cannot grow the buffer without bound. */
 static void add(sm_csv *c, const char *s, size_t n)
@@ -37,7 +24,7 @@ static void add(sm_csv *c, const char *s, size_t n)
         c->too_long = true;
         n = room;
     }
-    rec_append(&c->rec, s, n);
+    core_buf_append(&c->rec, s, n);
 }
 
 static void end_field(sm_csv *c)
@@ -51,7 +38,7 @@ static void end_field(sm_csv *c)
     }
     c->offs[c->nfields] = c->field_start;
     c->lens[c->nfields] = c->rec.len - c->field_start;
-    rec_append(&c->rec, "", 1);
+    core_buf_append(&c->rec, "", 1);
     c->field_start = c->rec.len;
     c->nfields++;
 }

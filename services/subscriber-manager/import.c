@@ -358,11 +358,23 @@ static void job_free(job *j)
 
 static void row_error(batch *b, int64_t row, const char *reason);
 
+/* The import's set of blind indexes: open addressing, an all-zero entry is empty. */
+static const uint8_t seen_empty[SM_INDEX_BYTES];
+
 static size_t seen_slot(const uint8_t idx[SM_INDEX_BYTES], size_t cap)
 {
     uint64_t h;
     memcpy(&h, idx, 8); /* the blind index is uniformly random already */
     return h & (cap - 1);
+}
+
+/* The entry of a table of cap entries that holds idx, or else the empty one where it goes. */
+static uint8_t *seen_find(uint8_t *table, size_t cap, const uint8_t idx[SM_INDEX_BYTES])
+{
+    for (size_t s = seen_slot(idx, cap);; s = (s + 1) & (cap - 1)) {
+        uint8_t *e = table + s * SM_INDEX_BYTES;
+        if (!memcmp(e, seen_empty, SM_INDEX_BYTES) || !memcmp(e, idx, SM_INDEX_BYTES)) return e;
+    }
 }
 
 /* Room for n more addresses at a load of at most a half. The table grows once to what the whole
@@ -380,31 +392,23 @@ static void seen_reserve(job *j, size_t n)
     size_t cap = j->seen_cap ? j->seen_cap : 4096;
     while (cap < want * 2)
         cap *= 2;
-    uint8_t *n2 = core_xcalloc(cap, SM_INDEX_BYTES);
-    static const uint8_t zero[SM_INDEX_BYTES];
+    uint8_t *table = core_xcalloc(cap, SM_INDEX_BYTES);
     for (size_t i = 0; i < j->seen_cap; i++) {
         const uint8_t *e = j->seen + i * SM_INDEX_BYTES;
-        if (!memcmp(e, zero, SM_INDEX_BYTES)) continue;
-        size_t s = seen_slot(e, cap);
-        while (memcmp(n2 + s * SM_INDEX_BYTES, zero, SM_INDEX_BYTES) != 0)
-            s = (s + 1) & (cap - 1);
-        memcpy(n2 + s * SM_INDEX_BYTES, e, SM_INDEX_BYTES);
+        if (memcmp(e, seen_empty, SM_INDEX_BYTES) != 0)
+            memcpy(seen_find(table, cap, e), e, SM_INDEX_BYTES);
     }
     free(j->seen);
-    j->seen = n2;
+    j->seen = table;
     j->seen_cap = cap;
 }
 
 /* false: an earlier row of the import had the address. After seen_reserve. */
 static bool seen_add(job *j, const uint8_t idx[SM_INDEX_BYTES])
 {
-    static const uint8_t zero[SM_INDEX_BYTES];
-    size_t s = seen_slot(idx, j->seen_cap);
-    while (memcmp(j->seen + s * SM_INDEX_BYTES, zero, SM_INDEX_BYTES) != 0) {
-        if (!memcmp(j->seen + s * SM_INDEX_BYTES, idx, SM_INDEX_BYTES)) return false;
-        s = (s + 1) & (j->seen_cap - 1);
-    }
-    memcpy(j->seen + s * SM_INDEX_BYTES, idx, SM_INDEX_BYTES);
+    uint8_t *e = seen_find(j->seen, j->seen_cap, idx);
+    if (memcmp(e, seen_empty, SM_INDEX_BYTES) != 0) return false; /* not empty: idx is there */
+    memcpy(e, idx, SM_INDEX_BYTES);
     j->seen_n++;
     return true;
 }
@@ -667,7 +671,7 @@ static core_buf *bulk_next(batch *b)
             b->bulk_cap += 4;
         }
         core_buf_reset(&b->bulk[b->nbulk++]);
-        db_outbox_bulk_default_type(&b->bulk[b->nbulk - 1], "contentengine.subscriber.created.v1");
+        db_outbox_bulk_default_type(&b->bulk[b->nbulk - 1], sm_event_type("created"));
         b->bulk_fill = 0;
     }
     b->bulk_fill++;

@@ -153,6 +153,10 @@ extern const char *sm_topic_imports;
 void sm_event_add(sm_op *op, const sm_event *ev);
 /* The event record for db_outbox_add outside an op (import); buf must be freed. */
 void sm_event_record(const sm_event *ev, bus_record *rec, uint8_t **buf);
+/* The CloudEvents type of an event kind: "contentengine.subscriber.<kind>.v1" (a constant for
+ * the kinds this service emits, else a per-thread copy that outlives the record being built). */
+#define SM_EVENT_TYPE(kind) "contentengine.subscriber." kind ".v1"
+const char *sm_event_type(const char *kind);
 
 /* Unsubscribe (erase false) or GDPR-erase subscriber id, answering req. */
 void sm_subscriber_leave(sm_app *app, http_req *req, const char *id, bool erase);

@@ -398,27 +398,26 @@ void sm_delete(sm_app *app, http_req *req, const char *id, const char *sql, cons
 const char *sm_topic_events = TOPIC_SUBSCRIBER_EVENTS;
 const char *sm_topic_imports = TOPIC_SUBSCRIBER_IMPORTS;
 
-/* The CloudEvents type of an event kind. Kinds this service emits are constants; another kind
- * is formatted into a per-thread ring (the import's seal phase runs on the thread pool), so
- * the string outlives the record being built. */
-static const char *event_type(const char *kind)
+/* The kinds this service emits are constants; another kind is formatted into a per-thread ring
+ * (the import's seal phase runs on the thread pool). */
+const char *sm_event_type(const char *kind)
 {
     static const char *const known[][2] = {
-        {"created", "contentengine.subscriber.created.v1"},
-        {"updated", "contentengine.subscriber.updated.v1"},
-        {"confirmation_requested", "contentengine.subscriber.confirmation_requested.v1"},
-        {"confirmed", "contentengine.subscriber.confirmed.v1"},
-        {"unsubscribed", "contentengine.subscriber.unsubscribed.v1"},
-        {"erased", "contentengine.subscriber.erased.v1"},
-        {"export_requested", "contentengine.subscriber.export_requested.v1"},
-        {"preferences_updated", "contentengine.subscriber.preferences_updated.v1"},
+        {"created", SM_EVENT_TYPE("created")},
+        {"updated", SM_EVENT_TYPE("updated")},
+        {"confirmation_requested", SM_EVENT_TYPE("confirmation_requested")},
+        {"confirmed", SM_EVENT_TYPE("confirmed")},
+        {"unsubscribed", SM_EVENT_TYPE("unsubscribed")},
+        {"erased", SM_EVENT_TYPE("erased")},
+        {"export_requested", SM_EVENT_TYPE("export_requested")},
+        {"preferences_updated", SM_EVENT_TYPE("preferences_updated")},
     };
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
         if (!strcmp(kind, known[i][0])) return known[i][1];
     static _Thread_local char types[16][96];
     static _Thread_local int next;
     char *type = types[next++ % 16];
-    snprintf(type, 96, "contentengine.subscriber.%s.v1", kind);
+    snprintf(type, 96, SM_EVENT_TYPE("%s"), kind);
     return type;
 }
 
@@ -454,7 +453,7 @@ void sm_event_record(const sm_event *ev, bus_record *rec, uint8_t **buf)
                         .key_len = strlen(ev->subscriber_id),
                         .value = *buf,
                         .value_len = len,
-                        .ce_type = event_type(ev->kind),
+                        .ce_type = sm_event_type(ev->kind),
                         .ce_subject = ev->subscriber_id};
 }
 
